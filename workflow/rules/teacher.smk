@@ -1,0 +1,25 @@
+rule teacher:
+    input:
+        inputs="results/{task}/inputs.jsonl",
+        system_prompt=task_setting("system_prompt"),
+        output_schema=task_setting("output_schema"),
+    output:
+        examples="results/{task}/teacher.jsonl",
+        rejects="results/{task}/teacher_rejects.jsonl",
+        stats="results/{task}/teacher_stats.json",
+    log:
+        "results/logs/{task}/teacher.log",
+    benchmark:
+        "results/benchmarks/{task}/teacher.tsv"
+    conda:
+        "../../envs/vault-distill.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=0,
+    params:
+        teacher=config["teacher"],
+        examples=task_setting("examples"),
+    script:
+        "../scripts/teacher.py"

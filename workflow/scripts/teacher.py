@@ -1,0 +1,24 @@
+"""Snakemake entry point: task inputs -> schema-valid teacher answers."""
+
+import json
+import sys
+from pathlib import Path
+
+from vault_distill.runtime import read_jsonl, setup_logging, write_json, write_jsonl
+from vault_distill.teacher import run_teacher
+
+log = setup_logging(snakemake.log[0])
+run = run_teacher(
+    inputs=read_jsonl(snakemake.input.inputs),
+    system=Path(snakemake.input.system_prompt).read_text(encoding="utf-8").strip(),
+    schema=json.loads(Path(snakemake.input.output_schema).read_text(encoding="utf-8")),
+    settings=dict(snakemake.params.teacher),
+    max_examples=snakemake.params.examples,
+    threads=snakemake.threads,
+    progress_file=sys.stderr,
+)
+write_jsonl(snakemake.output.examples, run.examples)
+write_jsonl(snakemake.output.rejects, run.rejects)
+write_json(snakemake.output.stats, run.stats)
+summary = " ".join(f"{key}={value}" for key, value in run.stats.items())
+log.warning("teacher %s: %s", snakemake.wildcards.task, summary)

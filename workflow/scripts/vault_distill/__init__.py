@@ -1,0 +1,1 @@
+"""vault-distill: pure, importable functions behind the Snakemake scripts."""

@@ -1,0 +1,62 @@
+"""Config checks that JSON Schema cannot express, and one-line error messages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+
+
+class ConfigError(ValueError):
+    """A bad config value; the message starts with the dotted key."""
+
+
+def dotted(path) -> str:
+    return ".".join(str(part) for part in path) or "<config>"
+
+
+def explain_validation_error(error: jsonschema.ValidationError) -> str:
+    """`config key 'teacher.backend': 'llamacpp' is not one of [...]` from a schema error."""
+    best = jsonschema.exceptions.best_match([error]) or error
+    path = list(best.absolute_path)
+    if best.validator == "additionalProperties" and isinstance(best.instance, dict):
+        allowed = set(best.schema.get("properties", {}))
+        unknown = sorted(set(best.instance) - allowed)
+        if unknown:
+            path = [*path, unknown[0]]
+            return f"config key '{dotted(path)}': unknown key (allowed here: {', '.join(sorted(allowed))})"
+    if best.validator == "propertyNames":
+        return f"config key '{dotted(path)}': {best.message}; task names must match [a-z][a-z0-9_]*"
+    if best.validator == "pattern" and best.parent is not None and best.parent.validator == "propertyNames":
+        return f"config key '{dotted(path)}': {best.message}"
+    return f"config key '{dotted(path)}': {best.message}"
+
+
+def training_settings(config: dict, task: str) -> dict:
+    """Training defaults overlaid with the task's own overrides."""
+    return {**config["training"], **config["tasks"][task].get("training", {})}
+
+
+def check_config_files(config: dict, root: Path) -> None:
+    """Paths the schema can only type-check: they must exist, and schemas must be schemas."""
+    vault = root / config["vault"]
+    if not vault.is_dir():
+        raise ConfigError(f"config key 'vault': folder not found: {vault}")
+    for task, settings in config["tasks"].items():
+        for key in ("system_prompt", "output_schema"):
+            path = root / settings[key]
+            if not path.is_file():
+                raise ConfigError(f"config key 'tasks.{task}.{key}': file not found: {path}")
+        schema_path = root / settings["output_schema"]
+        try:
+            schema = json.loads(schema_path.read_text(encoding="utf-8"))
+            jsonschema.Draft202012Validator.check_schema(schema)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"config key 'tasks.{task}.output_schema': {schema_path} is not JSON: {err}") from None
+        except jsonschema.SchemaError as err:
+            raise ConfigError(
+                f"config key 'tasks.{task}.output_schema': {schema_path} is not a valid JSON Schema: {err.message}"
+            ) from None
+    if config["teacher"]["backend"] == "command" and not config["teacher"].get("command"):
+        raise ConfigError("config key 'teacher.command': the command backend needs an argv list")

@@ -1,0 +1,189 @@
+"""Stage 3: chat examples -> prompt/completion records for TRL, with the base model's
+own chat template, middle-truncated to fit max_length without ever cutting the answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+from dataclasses import dataclass
+
+# Stands where the middle of a long input was cut, so the model can tell.
+TRUNCATION_MARKER = "\n[...]\n"
+# Fewer user tokens than this cannot carry both a head and a tail worth keeping.
+MIN_USER_TOKENS = 8
+
+
+@dataclass
+class SplitExample:
+    prompt: str
+    completion: str
+    n_tokens: int
+    n_prompt_tokens: int
+    n_completion_tokens: int
+    truncated: bool
+
+
+class DroppedExample(ValueError):
+    """An example that cannot fit max_length without cutting its completion."""
+
+
+def render_prompt(tokenizer, system: str, user: str) -> str:
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def render_completion(tokenizer, system: str, user: str, assistant: str) -> str:
+    """The assistant turn as the template writes it, ending on the end-of-turn token.
+
+    TRL appends eos_token to a completion unless it already ends with it. ChatML writes
+    "<|im_end|>\\n" after each turn, and <|im_end|> is the eos token, so the newline is cut
+    here: otherwise TRL would train a doubled "<|im_end|>\\n<|im_end|>".
+    """
+    prompt = render_prompt(tokenizer, system, user)
+    messages = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": user},
+        {"role": "assistant", "content": assistant},
+    ]
+    full = tokenizer.apply_chat_template(messages, tokenize=False)
+    if not full.startswith(prompt):
+        raise ValueError("the chat template renders the prompt differently once an answer follows")
+    completion = full[len(prompt) :]
+    eos = tokenizer.eos_token
+    if eos and eos in completion:
+        completion = completion[: completion.rindex(eos) + len(eos)]
+    return completion
+
+
+def count_tokens(tokenizer, text: str) -> int:
+    """Token count exactly as TRL tokenizes a plain-text prompt+completion."""
+    return len(tokenizer(text=text)["input_ids"])
+
+
+def _char_cuts(tokenizer, text: str, head_tokens: int, tail_tokens: int) -> tuple[str, str]:
+    """The text of the first `head_tokens` and the last `tail_tokens` tokens of `text`,
+    as exact slices of it (so head and tail are preserved verbatim)."""
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    offsets = encoded["offset_mapping"]
+    if head_tokens + tail_tokens >= len(offsets):
+        return text, ""
+    head_end = offsets[head_tokens - 1][1] if head_tokens > 0 else 0
+    tail_start = offsets[len(offsets) - tail_tokens][0] if tail_tokens > 0 else len(text)
+    tail_start = max(tail_start, head_end)
+    return text[:head_end], text[tail_start:]
+
+
+def middle_truncate(text: str, head: str, tail: str) -> str:
+    return head + TRUNCATION_MARKER + tail
+
+
+def build_example(tokenizer, system: str, user: str, assistant: str, max_length: int) -> SplitExample:
+    """One prompt/completion pair of at most max_length tokens.
+
+    The budget for the user content is max_length minus the template skeleton and the
+    completion. When the content is over budget, its first third and last two thirds
+    (in tokens) are kept. The completion is never cut: an example whose completion
+    cannot fit raises DroppedExample.
+    """
+    completion = render_completion(tokenizer, system, user, assistant)
+    prompt = render_prompt(tokenizer, system, user)
+    total = count_tokens(tokenizer, prompt + completion)
+    truncated = False
+    if total > max_length:
+        skeleton = count_tokens(tokenizer, render_prompt(tokenizer, system, TRUNCATION_MARKER) + completion)
+        budget = max_length - skeleton
+        while True:
+            if budget < MIN_USER_TOKENS:
+                raise DroppedExample(
+                    f"needs {skeleton + MIN_USER_TOKENS} tokens for skeleton + completion, max_length is {max_length}"
+                )
+            head_tokens = budget // 3
+            head, tail = _char_cuts(tokenizer, user, head_tokens, budget - head_tokens)
+            prompt = render_prompt(tokenizer, system, middle_truncate(user, head, tail))
+            total = count_tokens(tokenizer, prompt + completion)
+            if total <= max_length:
+                break
+            # Tokens can merge differently at the cut; shrink by the overshoot and retry.
+            budget -= total - max_length
+        truncated = True
+    n_prompt = count_tokens(tokenizer, prompt)
+    return SplitExample(
+        prompt=prompt,
+        completion=completion,
+        n_tokens=total,
+        n_prompt_tokens=n_prompt,
+        n_completion_tokens=total - n_prompt,
+        truncated=truncated,
+    )
+
+
+def split_order(example_id: str) -> str:
+    return hashlib.sha256(example_id.encode("utf-8")).hexdigest()
+
+
+def train_val_split(records: list[dict], val_fraction: float) -> tuple[list[dict], list[dict]]:
+    """Deterministic by input id: the same ids always land on the same side."""
+    if len(records) < 2:
+        return list(records), []
+    ordered = sorted(records, key=lambda rec: split_order(rec["id"]))
+    n_val = min(len(records) - 1, max(1, round(len(records) * val_fraction)))
+    val_ids = {rec["id"] for rec in ordered[:n_val]}
+    train = [rec for rec in records if rec["id"] not in val_ids]
+    val = [rec for rec in records if rec["id"] in val_ids]
+    return train, val
+
+
+def _describe(values: list[int]) -> dict:
+    if not values:
+        return {"min": 0, "median": 0, "mean": 0, "max": 0}
+    return {
+        "min": min(values),
+        "median": statistics.median(values),
+        "mean": round(statistics.fmean(values), 1),
+        "max": max(values),
+    }
+
+
+def build_sft_dataset(
+    examples: list[dict], tokenizer, max_length: int, val_fraction: float
+) -> tuple[list[dict], list[dict], dict]:
+    """Teacher chat examples -> (train, val, stats)."""
+    records, dropped = [], []
+    for example in examples:
+        roles = {message["role"]: message["content"] for message in example["messages"]}
+        try:
+            built = build_example(tokenizer, roles["system"], roles["user"], roles["assistant"], max_length)
+        except DroppedExample as reason:
+            dropped.append({"id": example["id"], "reason": str(reason)})
+            continue
+        records.append(
+            {
+                "id": example["id"],
+                "prompt": built.prompt,
+                "completion": built.completion,
+                "_stats": built,
+            }
+        )
+    train, val = train_val_split(records, val_fraction)
+    train_ids = {rec["id"] for rec in train}
+    built_all = [rec.pop("_stats") for rec in records]
+    prompt_tokens = [b.n_prompt_tokens for b in built_all]
+    completion_tokens = [b.n_completion_tokens for b in built_all]
+    stats = {
+        "examples_in": len(examples),
+        "train": len(train),
+        "val": len(val),
+        "max_length": max_length,
+        "truncated": sum(b.truncated for b in built_all),
+        "dropped": len(dropped),
+        "dropped_examples": dropped,
+        "tokens": {
+            "prompt": _describe(prompt_tokens),
+            "completion": _describe(completion_tokens),
+            "total": _describe([b.n_tokens for b in built_all]),
+        },
+        "input_output_ratio": round(sum(prompt_tokens) / max(1, sum(completion_tokens)), 2),
+        "train_tokens": sum(b.n_tokens for b, rec in zip(built_all, records, strict=True) if rec["id"] in train_ids),
+    }
+    return train, val, stats

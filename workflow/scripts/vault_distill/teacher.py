@@ -1,0 +1,369 @@
+"""Stage 2: a teacher model writes one schema-valid answer per task input.
+
+Every backend answers `complete(system, user, schema, attempt) -> str`. Transport
+failures (timeouts, 429, 5xx) are retried with exponential backoff by tenacity;
+answers that fail the output schema are re-asked a bounded number of times, then
+rejected. Every final outcome, accepted or rejected, is cached by content before
+the next input is asked, so no call is ever paid twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import jsonschema
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+from tqdm import tqdm
+
+from .cache import ResponseCache, cache_key
+from .models import resolve_gguf
+
+log = logging.getLogger(__name__)
+
+# Retries after a schema failure sample at least this warm, so that a deterministic
+# (temperature 0) failure is not simply repeated.
+RETRY_TEMPERATURE = 0.7
+
+SCHEMA_INSTRUCTION = (
+    "\n\nReply with a single JSON object that validates against this JSON Schema, and nothing else:\n{schema}"
+)
+
+
+class TeacherError(RuntimeError):
+    """A teacher failure that retrying cannot fix (bad config, missing key, dead server)."""
+
+
+class TransientError(RuntimeError):
+    """A failure worth retrying: a timeout, a 429, a 5xx, a crashed command."""
+
+
+class Backend(Protocol):
+    def complete(self, system: str, user: str, schema: dict, attempt: int) -> str: ...
+
+
+def _temperature(settings: dict, attempt: int) -> float:
+    base = settings["temperature"]
+    return base if attempt == 0 else max(base, RETRY_TEMPERATURE)
+
+
+def _api_key(settings: dict, default_env: str | None) -> str | None:
+    env = settings.get("api_key_env") or default_env
+    if env is None:
+        return None
+    key = os.environ.get(env)
+    if not key:
+        raise TeacherError(f"teacher.api_key_env: environment variable {env} is not set")
+    return key
+
+
+class LlamaCppBackend:
+    """A local GGUF, in-process, schema-constrained by llama.cpp's grammar sampler."""
+
+    def __init__(self, settings: dict, threads: int = 1):
+        from llama_cpp import Llama
+
+        self.settings = settings
+        path = resolve_gguf(settings["model"], key="teacher.model")
+        self.llm = Llama(
+            model_path=str(path),
+            n_ctx=settings["n_ctx"],
+            n_threads=max(1, threads),
+            seed=settings["seed"],
+            verbose=False,
+        )
+
+    def complete(self, system: str, user: str, schema: dict, attempt: int) -> str:
+        fmt = self.settings["response_format"]
+        response_format = None if fmt == "none" else {"type": "json_object", "schema": schema}
+        try:
+            response = self.llm.create_chat_completion(
+                messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+                response_format=response_format,
+                temperature=_temperature(self.settings, attempt),
+                max_tokens=self.settings["max_tokens"],
+                seed=self.settings["seed"] + attempt,
+            )
+        except ValueError as err:  # e.g. "Requested tokens (5000) exceed context window"
+            raise SchemaFailure(f"teacher could not answer: {err}") from None
+        return response["choices"][0]["message"]["content"] or ""
+
+
+class OpenAIBackend:
+    """Any OpenAI-compatible server: OpenAI, Ollama, vLLM, llama.cpp's server."""
+
+    def __init__(self, settings: dict, threads: int = 1):
+        import openai
+
+        self.openai = openai
+        self.settings = settings
+        self.client = openai.OpenAI(
+            base_url=settings.get("base_url"),
+            api_key=_api_key(settings, None) or "not-needed",
+            timeout=settings["timeout_s"],
+            max_retries=0,  # tenacity retries, with one policy for every backend
+        )
+
+    def _response_format(self, schema: dict) -> dict | None:
+        fmt = self.settings["response_format"]
+        if fmt == "json_schema":
+            return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
+        if fmt == "json_object":
+            return {"type": "json_object", "schema": schema}
+        return None
+
+    def complete(self, system: str, user: str, schema: dict, attempt: int) -> str:
+        openai = self.openai
+        kwargs = {}
+        if (response_format := self._response_format(schema)) is not None:
+            kwargs["response_format"] = response_format
+        try:
+            response = self.client.chat.completions.create(
+                model=self.settings["model"],
+                messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+                temperature=_temperature(self.settings, attempt),
+                max_tokens=self.settings["max_tokens"],
+                seed=self.settings["seed"] + attempt,
+                **kwargs,
+            )
+        except (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError) as err:
+            raise TransientError(f"{type(err).__name__}: {err}") from None
+        except openai.APIStatusError as err:
+            if err.status_code >= 500:
+                raise TransientError(f"HTTP {err.status_code}") from None
+            raise TeacherError(f"teacher server refused the request: HTTP {err.status_code}: {err.message}") from None
+        return response.choices[0].message.content or ""
+
+
+class AnthropicBackend:
+    """The Messages API, through the official SDK. It has no grammar, so the schema
+    goes into the system prompt and the answer is validated like any other."""
+
+    def __init__(self, settings: dict, threads: int = 1):
+        import anthropic
+
+        self.anthropic = anthropic
+        self.settings = settings
+        self.client = anthropic.Anthropic(
+            api_key=_api_key(settings, "ANTHROPIC_API_KEY"),
+            base_url=settings.get("base_url"),
+            timeout=settings["timeout_s"],
+            max_retries=0,
+        )
+
+    def complete(self, system: str, user: str, schema: dict, attempt: int) -> str:
+        anthropic = self.anthropic
+        try:
+            message = self.client.messages.create(
+                model=self.settings["model"],
+                max_tokens=self.settings["max_tokens"],
+                temperature=min(1.0, _temperature(self.settings, attempt)),
+                system=system + SCHEMA_INSTRUCTION.format(schema=json.dumps(schema)),
+                messages=[{"role": "user", "content": user}],
+            )
+        except (anthropic.APITimeoutError, anthropic.APIConnectionError, anthropic.RateLimitError) as err:
+            raise TransientError(f"{type(err).__name__}: {err}") from None
+        except anthropic.APIStatusError as err:
+            if err.status_code >= 500:
+                raise TransientError(f"HTTP {err.status_code}") from None
+            raise TeacherError(f"Anthropic API refused the request: HTTP {err.status_code}: {err.message}") from None
+        return "".join(block.text for block in message.content if block.type == "text")
+
+
+class CommandBackend:
+    """Any program that reads the prompt on stdin and prints the answer
+    (`claude -p`, `llm -m SmolLM2`, a shell script)."""
+
+    def __init__(self, settings: dict, threads: int = 1):
+        if not settings.get("command"):
+            raise TeacherError("teacher.command: the command backend needs an argv list")
+        self.settings = settings
+
+    def complete(self, system: str, user: str, schema: dict, attempt: int) -> str:
+        prompt = system + SCHEMA_INSTRUCTION.format(schema=json.dumps(schema)) + "\n\n" + user
+        argv = self.settings["command"]
+        try:
+            done = subprocess.run(
+                argv,
+                input=prompt,
+                capture_output=True,
+                text=True,
+                timeout=self.settings["timeout_s"],
+            )
+        except subprocess.TimeoutExpired:
+            raise TransientError(f"command timed out after {self.settings['timeout_s']} s") from None
+        except FileNotFoundError:
+            raise TeacherError(f"teacher.command: program not found: {argv[0]}") from None
+        if done.returncode != 0:
+            tail = done.stderr.strip().splitlines()[-1:] or [""]
+            raise TransientError(f"command exited {done.returncode}: {tail[0][:200]}")
+        return done.stdout
+
+
+BACKENDS = {
+    "llama_cpp": LlamaCppBackend,
+    "openai": OpenAIBackend,
+    "anthropic": AnthropicBackend,
+    "command": CommandBackend,
+}
+
+
+class SchemaFailure(ValueError):
+    """An answer that is not JSON or does not satisfy the output schema."""
+
+
+def parse_answer(text: str) -> dict:
+    """The first JSON object in `text`, tolerating code fences and prose around it."""
+    stripped = text.strip()
+    try:
+        value = json.loads(stripped)
+    except json.JSONDecodeError:
+        start = stripped.find("{")
+        if start < 0:
+            raise SchemaFailure("no JSON object in the answer") from None
+        try:
+            value, _ = json.JSONDecoder().raw_decode(stripped[start:])
+        except json.JSONDecodeError as err:
+            raise SchemaFailure(f"invalid JSON: {err.msg} at char {err.pos}") from None
+    if not isinstance(value, dict):
+        raise SchemaFailure("the answer is JSON but not an object")
+    return value
+
+
+def validate_answer(text: str, schema: dict) -> dict:
+    value = parse_answer(text)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+    if errors:
+        details = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors[:5])
+        raise SchemaFailure(details)
+    return value
+
+
+def canonical_answer(value: dict) -> str:
+    """The exact text the student learns to write: compact JSON, key order kept."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+@dataclass
+class TeacherRun:
+    examples: list[dict] = field(default_factory=list)
+    rejects: list[dict] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+
+
+def generation_identity(settings: dict) -> dict:
+    """Everything that changes an answer. Endpoint, timeouts and retry counts do not."""
+    keys = ("backend", "model", "command", "response_format", "temperature", "max_tokens", "seed", "n_ctx")
+    return {key: settings.get(key) for key in keys} | {"schema_retries": settings["schema_retries"]}
+
+
+def ask_with_retries(backend: Backend, settings: dict, system: str, user: str, schema: dict) -> dict:
+    """One input's final outcome: accepted answer or rejection, after all retries."""
+    transport = Retrying(
+        retry=retry_if_exception(lambda err: isinstance(err, TransientError)),
+        stop=stop_after_attempt(settings["max_retries"] + 1),
+        wait=wait_exponential_jitter(initial=1, max=30),
+        before_sleep=lambda state: log.warning(
+            "teacher: retrying after %s (attempt %d)", state.outcome.exception(), state.attempt_number
+        ),
+        reraise=True,
+    )
+    failures = []
+    raw = ""
+    for attempt in range(settings["schema_retries"] + 1):
+        try:
+            raw = transport(backend.complete, system, user, schema, attempt)
+            answer = validate_answer(raw, schema)
+        except SchemaFailure as err:
+            failures.append(str(err))
+            continue
+        return {"status": "ok", "answer": answer, "attempts": attempt + 1}
+    return {"status": "rejected", "errors": failures, "raw": raw[:2000], "attempts": len(failures)}
+
+
+def run_teacher(
+    inputs: list[dict],
+    system: str,
+    schema: dict,
+    settings: dict,
+    max_examples: int,
+    backend_factory=None,
+    threads: int = 1,
+    progress_file=None,
+) -> TeacherRun:
+    """Answer the first `max_examples` inputs, from the cache where possible."""
+    jsonschema.Draft202012Validator.check_schema(schema)
+    chosen = inputs[:max_examples]
+    cache = ResponseCache(settings["cache_dir"])
+    identity = generation_identity(settings)
+    keys = [cache_key({**identity, "system": system, "user": rec["user"], "schema": schema}) for rec in chosen]
+
+    backend = None
+    counts = {"cached": 0, "generated": 0, "waited": 0}
+    outcomes: dict[int, dict] = {}
+    deferred = []
+    bar = tqdm(total=len(chosen), desc="teacher", unit="input", file=progress_file, mininterval=1.0)
+    for index, key in enumerate(keys):
+        if (hit := cache.get(key)) is not None:
+            outcomes[index] = hit
+            counts["cached"] += 1
+            bar.update()
+            continue
+        if not cache.try_lock(key):
+            deferred.append(index)  # another worker is paying for it; collect it at the end
+            continue
+        try:
+            if backend is None:
+                factory = backend_factory or BACKENDS[settings["backend"]]
+                backend = factory(settings, threads=threads)
+            outcome = ask_with_retries(backend, settings, system, chosen[index]["user"], schema)
+            cache.put(key, outcome)
+        finally:
+            cache.unlock(key)
+        outcomes[index] = outcome
+        counts["generated"] += 1
+        bar.update()
+    for index in deferred:
+        outcome = cache.wait_for(keys[index])
+        if outcome is None:
+            raise TeacherError(f"another teacher worker gave up on input {chosen[index]['id']}; rerun to retry it")
+        outcomes[index] = outcome
+        counts["waited"] += 1
+        bar.update()
+    bar.close()
+
+    run = TeacherRun()
+    for index, record in enumerate(chosen):
+        outcome = outcomes[index]
+        if outcome["status"] == "ok":
+            run.examples.append(
+                {
+                    "id": record["id"],
+                    "sources": record["sources"],
+                    "messages": [
+                        {"role": "system", "content": system},
+                        {"role": "user", "content": record["user"]},
+                        {"role": "assistant", "content": canonical_answer(outcome["answer"])},
+                    ],
+                }
+            )
+        else:
+            run.rejects.append({"id": record["id"], "sources": record["sources"], **outcome})
+    run.stats = {
+        "inputs": len(inputs),
+        "asked": len(chosen),
+        **counts,
+        "accepted": len(run.examples),
+        "rejected": len(run.rejects),
+    }
+    return run
