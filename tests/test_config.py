@@ -1,0 +1,95 @@
+"""The config is checked at parse time: a bad value fails before any job runs, with one
+message that names the key."""
+
+import copy
+import json
+
+import pytest
+from conftest import ROOT, absolute_resources, default_config, make_workdir, snakemake
+
+
+def _break(config, dotted, value):
+    *parents, leaf = dotted.split(".")
+    node = config
+    for key in parents:
+        node = node[key]
+    node[leaf] = value
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("trainig", {"epochs": 1}, "config key 'trainig': unknown key"),
+        ("teacher.temperature", "hot", "config key 'teacher.temperature': 'hot' is not of type 'number'"),
+        ("teacher.backend", "llamacpp", "config key 'teacher.backend': 'llamacpp' is not one of"),
+        ("training.lora_r", 0, "config key 'training.lora_r': 0 is less than the minimum of 1"),
+        ("tasks.judge.select.group", "pairs", "config key 'tasks.judge.select.group': 'pairs' is not one of"),
+        ("tasks.judge.training.epoch", 2, "config key 'tasks.judge.training.epoch': unknown key"),
+        ("tasks.planner.examples", "many", "config key 'tasks.planner.examples': 'many' is not of type 'integer'"),
+        ("teacher.api_key_env", "sk-live-123", "config key 'teacher.api_key_env'"),
+    ],
+)
+def test_bad_value_fails_at_parse_time_naming_the_key(tmp_path, key, value, expected):
+    config = absolute_resources(default_config())
+    config["vault"] = str(ROOT / "resources" / "vault")
+    _break(config, key, value)
+    done = snakemake(make_workdir(tmp_path, config), "-n", check=False)
+    assert done.returncode != 0
+    assert expected in done.stdout + done.stderr
+    assert "Building DAG" not in done.stdout + done.stderr + done.stdout
+
+
+@pytest.mark.parametrize("name", ["../evil", "Judge", "has space", "a/b", ""])
+def test_unsafe_task_name_is_refused(tmp_path, name):
+    config = absolute_resources(default_config())
+    config["vault"] = str(ROOT / "resources" / "vault")
+    config["tasks"][name] = copy.deepcopy(config["tasks"]["judge"])
+    done = snakemake(make_workdir(tmp_path, config), "-n", check=False)
+    assert done.returncode != 0
+    assert "config key 'tasks'" in done.stdout + done.stderr
+    assert "does not match" in done.stdout + done.stderr
+
+
+def test_missing_vault_names_the_key(tmp_path):
+    config = absolute_resources(default_config())
+    config["vault"] = str(tmp_path / "no-such-vault")
+    done = snakemake(make_workdir(tmp_path, config), "-n", check=False)
+    assert done.returncode != 0
+    assert "config key 'vault': folder not found" in done.stdout + done.stderr
+
+
+def test_missing_prompt_and_invalid_schema_name_the_task_key(tmp_path):
+    config = absolute_resources(default_config())
+    config["vault"] = str(ROOT / "resources" / "vault")
+    config["tasks"]["seeder"]["system_prompt"] = str(tmp_path / "nope.md")
+    done = snakemake(make_workdir(tmp_path, config), "-n", check=False)
+    assert "config key 'tasks.seeder.system_prompt': file not found" in done.stdout + done.stderr
+
+    bad_schema = tmp_path / "bad.schema.json"
+    bad_schema.write_text(json.dumps({"type": "objekt"}))
+    config = absolute_resources(default_config())
+    config["vault"] = str(ROOT / "resources" / "vault")
+    config["tasks"]["analyst"]["output_schema"] = str(bad_schema)
+    done = snakemake(make_workdir(tmp_path / "2", config), "-n", check=False)
+    assert done.returncode != 0
+    assert "config key 'tasks.analyst.output_schema'" in done.stdout + done.stderr
+    assert "not a valid JSON Schema" in done.stdout + done.stderr
+
+
+def test_minimal_config_gets_schema_defaults(tmp_path):
+    """Only the required task keys: everything else comes from config/schema.yaml."""
+    config = {
+        "vault": str(ROOT / "resources" / "vault"),
+        "tasks": {
+            "judge": {
+                "system_prompt": str(ROOT / "resources/prompts/judge.md"),
+                "header": "=== J ===",
+                "select": {"folders": ["topics"]},
+                "output_schema": str(ROOT / "resources/schemas/judge.schema.json"),
+            }
+        },
+    }
+    workdir = make_workdir(tmp_path, config)
+    done = snakemake(workdir, "-n", "--printshellcmds", "--verbose", "results/judge/teacher.jsonl")
+    assert "teacher" in done.stdout
+    assert "planner" not in done.stdout

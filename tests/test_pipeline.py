@@ -1,0 +1,88 @@
+"""The data half, end to end through Snakemake, on the bundled model as the real teacher."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+from conftest import ROOT, SNAKEMAKE, absolute_resources, default_config, make_workdir, snakemake
+
+pytestmark = pytest.mark.slow
+
+SFT_TARGETS = [f"results/{task}/sft/{split}.jsonl" for task in default_config()["tasks"] for split in ("train", "val")]
+
+
+def small_config(tmp_path: Path, examples: int = 4) -> dict:
+    config = absolute_resources(default_config())
+    config["teacher"].update(cache_dir=str(tmp_path / "teacher-cache"), max_tokens=160, n_ctx=2048)
+    config["training"]["max_length"] = 256
+    for task in config["tasks"].values():
+        task["examples"] = examples
+        task["val_fraction"] = 0.25
+        task["training"] = {}
+    return config
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def test_sft_datasets_for_all_five_tasks_then_nothing_to_do(tmp_path):
+    workdir = make_workdir(tmp_path, small_config(tmp_path))
+    snakemake(workdir, "--cores", "2", *SFT_TARGETS)
+    for task, settings in default_config()["tasks"].items():
+        schema = json.loads((ROOT / settings["output_schema"]).read_text())
+        stats = json.loads((workdir / f"results/{task}/teacher_stats.json").read_text())
+        assert stats["inputs"] >= 30, task
+        assert stats["asked"] == 4 and stats["generated"] == 4
+        for example in read_jsonl(workdir / f"results/{task}/teacher.jsonl"):
+            jsonschema.validate(json.loads(example["messages"][2]["content"]), schema)
+            assert example["messages"][1]["content"].startswith(settings["header"])
+        train = read_jsonl(workdir / f"results/{task}/sft/train.jsonl")
+        val = read_jsonl(workdir / f"results/{task}/sft/val.jsonl")
+        assert (
+            len(train) + len(val)
+            == stats["accepted"] - json.loads((workdir / f"results/{task}/sft/stats.json").read_text())["dropped"]
+        )
+        assert all(rec["completion"].endswith("<|im_end|>") for rec in train + val)
+        assert "skipped" in (workdir / f"results/logs/{task}/extract.log").read_text() or task != "judge"
+    judge_log = (workdir / "results/logs/judge/extract.log").read_text()
+    assert "topics/TODO expand.md" not in judge_log or "empty" not in judge_log
+
+    again = snakemake(workdir, "-n", *SFT_TARGETS)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_killed_teacher_reruns_only_missing_inputs(tmp_path):
+    config = small_config(tmp_path, examples=10)
+    workdir = make_workdir(tmp_path, config)
+    cache = Path(config["teacher"]["cache_dir"])
+    target = "results/judge/teacher.jsonl"
+    proc = subprocess.Popen(
+        [*SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", "2", target],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    try:
+        while len(list(cache.rglob("*.json"))) < 3:
+            assert proc.poll() is None, "snakemake finished before it could be killed"
+            assert time.monotonic() < deadline, "no teacher answers were cached in time"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    cached_before = len(list(cache.rglob("*.json")))
+    assert 3 <= cached_before < 10
+    assert not (workdir / target).exists()
+
+    snakemake(workdir, "--cores", "2", "--rerun-incomplete", target)
+    stats = json.loads((workdir / "results/judge/teacher_stats.json").read_text())
+    assert stats["cached"] == cached_before
+    assert stats["generated"] == 10 - cached_before
+    assert len(list(cache.rglob("*.json"))) == 10
