@@ -1,5 +1,7 @@
 # vault-distill: a notes vault -> five small task-specific models for Ollama.
 # The config is validated in workflow/rules/common.smk; each stage has its own rules file.
+import re
+
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -9,14 +11,26 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+
+
+# Only configured task names match {task}, so no path can be mistaken for a task.
+wildcard_constraints:
+    task="|".join(re.escape(task) for task in TASKS),
+
+
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/teacher.smk"
 include: "workflow/rules/base.smk"
 include: "workflow/rules/sft.smk"
+include: "workflow/rules/quantize.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/merge.smk"
+include: "workflow/rules/gguf.smk"
+include: "workflow/rules/modelfile.smk"
+include: "workflow/rules/targets.smk"
 
 
 rule all:
     default_target: True
     input:
-        per_task("results/{task}/sft/train.jsonl"),
-        per_task("results/{task}/sft/val.jsonl"),
+        [task_outputs(task) for task in TASKS],

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -67,3 +70,25 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 12
     if check and done.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-6000:]}")
     return done
+
+
+def kill_snakemake_when(workdir: Path, target: str, ready, timeout_s: float, settle_s: float = 0.0) -> None:
+    """Run `snakemake target` and SIGKILL its whole process group as soon as `ready()` is true:
+    a real kill, as a power cut or an OOM killer would do it. Then unlock, as a user would."""
+    proc = subprocess.Popen(
+        [*SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", "2", target],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not ready():
+            assert proc.poll() is None, "snakemake finished before it could be killed"
+            assert time.monotonic() < deadline, "the kill point was not reached in time"
+            time.sleep(0.2)
+        time.sleep(settle_s)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    snakemake(workdir, "--unlock")

@@ -1,15 +1,11 @@
 """The data half, end to end through Snakemake, on the bundled model as the real teacher."""
 
 import json
-import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import ROOT, SNAKEMAKE, absolute_resources, default_config, make_workdir, snakemake
+from conftest import ROOT, absolute_resources, default_config, kill_snakemake_when, make_workdir, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -62,21 +58,7 @@ def test_killed_teacher_reruns_only_missing_inputs(tmp_path):
     workdir = make_workdir(tmp_path, config)
     cache = Path(config["teacher"]["cache_dir"])
     target = "results/judge/teacher.jsonl"
-    proc = subprocess.Popen(
-        [*SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", "2", target],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 300
-    try:
-        while len(list(cache.rglob("*.json"))) < 3:
-            assert proc.poll() is None, "snakemake finished before it could be killed"
-            assert time.monotonic() < deadline, "no teacher answers were cached in time"
-            time.sleep(0.2)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_snakemake_when(workdir, target, lambda: len(list(cache.rglob("*.json"))) >= 3, timeout_s=300)
     cached_before = len(list(cache.rglob("*.json")))
     assert 3 <= cached_before < 10
     assert not (workdir / target).exists()

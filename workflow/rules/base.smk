@@ -12,3 +12,23 @@ rule base_tokenizer:
         base_model=config["base_model"],
     script:
         "../scripts/base_tokenizer.py"
+
+
+rule base:
+    output:
+        directory("results/base/model"),
+    log:
+        "results/logs/base/model.log",
+    benchmark:
+        "results/benchmarks/base/model.tsv"
+    conda:
+        "../../envs/vault-distill.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=0,
+    params:
+        base_model=config["base_model"],
+    script:
+        "../scripts/base_model.py"

@@ -14,15 +14,17 @@ from vault_distill.config import (  # noqa: E402
     explain_validation_error,
     training_settings,
 )
+from vault_distill.gguf import gguf_suffix  # noqa: E402
+from vault_distill.train import LEARNING_KEYS  # noqa: E402
 from vault_distill.vault import notes_read_by_task  # noqa: E402
 
 try:
     validate(config, "../../config/schema.yaml")
 except WorkflowError as err:
-    cause = next((arg for arg in err.args if isinstance(arg, jsonschema.ValidationError)), None)
-    if cause is None:
+    # snakemake flattens the schema error into a long dump; name the key instead.
+    if not isinstance(err.__context__, jsonschema.ValidationError):
         raise
-    raise WorkflowError(explain_validation_error(cause)) from None
+    raise WorkflowError(explain_validation_error(err.__context__)) from None
 try:
     check_config_files(config, Path.cwd())
 except ConfigError as err:
@@ -31,10 +33,10 @@ except ConfigError as err:
 
 TASKS = list(config["tasks"])
 VAULT = Path(config["vault"])
-
-
-wildcard_constraints:
-    task="|".join(re.escape(task) for task in TASKS),
+GGUF_SUFFIX = gguf_suffix(config["gguf"]["outtype"])
+# The training settings that training reads (what shapes the adapter, plus where
+# and how it runs). Checkpoint cadence lives elsewhere, so changing it retrains nothing.
+TRAINING_KEYS = (*LEARNING_KEYS, "device", "gradient_checkpointing")
 
 
 # Input functions ----------------------------------------------------------------
@@ -71,3 +73,30 @@ def task_training(*keys):
 
 def per_task(pattern):
     return expand(pattern, task=TASKS)
+
+
+def task_outputs(task):
+    """Everything `all` builds for one task."""
+    return [
+        f"results/{task}/{task}.{GGUF_SUFFIX}.gguf",
+        f"results/{task}/Modelfile",
+    ]
+
+
+def task_num_ctx(wildcards):
+    return config["ollama"]["num_ctx"] or training_settings(config, wildcards.task)["max_length"]
+
+
+def ollama_model_name(wildcards):
+    return config["ollama"]["model_prefix"] + wildcards.task
+
+
+def gpu_count():
+    """Model stages ask the scheduler for a GPU unless the config pins them to the CPU.
+    Locally an undeclared resource is not limited, so a CPU-only machine still runs them."""
+    return 0 if config["training"]["device"] == "cpu" else 1
+
+
+def keep_or_temp(path):
+    """The merged HF copy is a build intermediate unless gguf.keep_merged asks to keep it."""
+    return path if config["gguf"]["keep_merged"] else temp(path)

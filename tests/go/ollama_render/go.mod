@@ -1,0 +1,3 @@
+module vaultdistill/ollama_render
+
+go 1.19

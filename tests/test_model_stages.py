@@ -1,0 +1,233 @@
+"""The model half, for real and on small settings: the bundled SmolLM2 is materialized,
+quantized once with HQQ, trained with TRL, merged into bf16, converted by llama.cpp's own
+converter and checked, then given an Ollama Modelfile."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, absolute_resources, default_config, kill_snakemake_when, make_workdir, snakemake
+
+from vault_distill.train import decide_gradient_checkpointing
+
+pytestmark = pytest.mark.slow
+
+TASK = "judge"
+TRAIN_STEPS = 6
+
+
+def tiny_config(tmp_path: Path) -> dict:
+    config = absolute_resources(default_config())
+    config["tasks"] = {TASK: config["tasks"][TASK]}
+    config["tasks"][TASK].update(examples=8, val_fraction=0.25)
+    config["teacher"].update(cache_dir=str(tmp_path / "teacher-cache"), max_tokens=160, n_ctx=2048)
+    config["training"].update(
+        max_length=256, max_steps=TRAIN_STEPS, batch_size=2, learning_rate=1e-3, lora_r=8, lora_alpha=16
+    )
+    config["checkpoints"] = {"dir": str(tmp_path / "checkpoints"), "every_steps": 3}
+    return config
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One real build of the judge model, from the vault to the Modelfile."""
+    tmp_path = tmp_path_factory.mktemp("model_stages")
+    config = tiny_config(tmp_path)
+    workdir = make_workdir(tmp_path, config)
+    snakemake(workdir, "--cores", "2", TASK)
+    return workdir, config
+
+
+def read_json(path: Path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_build_writes_every_artifact_and_then_has_nothing_to_do(built):
+    workdir, config = built
+    results = workdir / "results"
+    assert (results / TASK / f"{TASK}.Q8_0.gguf").stat().st_size > 50 * 2**20
+    assert (results / TASK / "adapter" / "adapter_model.safetensors").is_file()
+    assert not (results / TASK / "merged").exists(), "the merged folder is temp() by default"
+    assert (results / "base" / "hqq" / "qmodel.pt").is_file()
+    for stage in ("base/model", "base/quantize", f"{TASK}/train", f"{TASK}/merge", f"{TASK}/gguf"):
+        assert (results / "benchmarks" / f"{stage}.tsv").is_file(), stage
+
+    metrics = read_json(results / TASK / "train_metrics.json")
+    assert metrics["steps"] == TRAIN_STEPS
+    assert metrics["examples"] == 6 and metrics["val_examples"] == 2
+    assert metrics["trained_tokens"] > 0 and metrics["tokens_per_s"] > 0
+    assert metrics["eval_loss"] is not None and metrics["final_train_loss"] is not None
+    assert metrics["device"] == "cpu" and metrics["peak_memory_kind"] == "max_rss"
+    assert metrics["gradient_checkpointing"] is False  # 135M at 2x256 tokens fits easily
+    history = (results / TASK / "train_log.csv").read_text().splitlines()
+    assert history[0].startswith("step,epoch") and len(history) > TRAIN_STEPS
+    # A finished run leaves no checkpoints behind.
+    assert not any(Path(config["checkpoints"]["dir"]).rglob("checkpoint-*"))
+
+    check = read_json(results / TASK / "gguf_check.json")
+    assert check["template_prompts_equal"] == 3 and check["tokenization_equal"]
+    assert check["compared_tokens"] == 8
+    assert check["agreed_tokens"] + check["near_tie_flips"] == check["compared_tokens"]
+    assert check["agreed_tokens"] >= check["compared_tokens"] // 2
+    assert 0 < check["max_relative_logit_error"] < 0.1
+
+    again = snakemake(workdir, "-n", TASK)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_modelfile_points_at_the_gguf_with_its_own_template(built):
+    workdir, config = built
+    text = (workdir / "results" / TASK / "Modelfile").read_text(encoding="utf-8")
+    assert text.startswith(f"FROM ./{TASK}.Q8_0.gguf\n")
+    assert 'PARAMETER stop "<|im_end|>"' in text
+    assert "<|im_start|>" in text and "{{" in text
+    system = Path(config["tasks"][TASK]["system_prompt"]).read_text(encoding="utf-8").strip()
+    assert f'SYSTEM """{system}"""' in text
+    assert "PARAMETER num_ctx 256" in text
+
+
+def load_safetensors(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    tensors = {}
+    for path in sorted(folder.glob("*.safetensors")):
+        tensors.update(load_file(str(path)))
+    return tensors
+
+
+@pytest.fixture(scope="module")
+def merged(built, tmp_path_factory):
+    from vault_distill.merge import merge_adapter
+
+    workdir, _ = built
+    out = tmp_path_factory.mktemp("merged") / "model"
+    merge_adapter(workdir / "results/base/model", workdir / f"results/{TASK}/adapter", out)
+    return out
+
+
+def test_clean_merge_leaves_no_hqq_tensors_and_adds_the_lora_delta(built, merged):
+    import torch
+
+    workdir, _ = built
+    names = list(load_safetensors(merged))
+    assert not [n for n in names if any(part in n.split(".") for part in ("W_q", "meta", "scale", "zero"))]
+    assert not [n for n in names if "lora_" in n or "base_layer" in n]
+
+    base = load_safetensors(workdir / "results/base/model")
+    adapter = load_safetensors(workdir / f"results/{TASK}/adapter")
+    adapter_config = read_json(workdir / f"results/{TASK}/adapter/adapter_config.json")
+    scaling = adapter_config["lora_alpha"] / adapter_config["r"]
+    layer = "model.layers.0.self_attn.q_proj"
+    lora_a = next(v for k, v in adapter.items() if f"{layer}.lora_A" in k).float()
+    lora_b = next(v for k, v in adapter.items() if f"{layer}.lora_B" in k).float()
+    delta = scaling * lora_b @ lora_a
+    assert delta.abs().max() > 1e-4, "the adapter learned nothing: the check below would be vacuous"
+    expected = (base[f"{layer}.weight"].float() + delta).to(torch.bfloat16).float()
+    merged_weight = load_safetensors(merged)[f"{layer}.weight"].float()
+    # One bf16 rounding of the sum: at most half an ulp, i.e. 2^-8 relative.
+    torch.testing.assert_close(merged_weight, expected, rtol=2**-7, atol=1e-6)
+
+
+def test_merged_model_answers_differently_from_the_base(built, merged):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    workdir, _ = built
+    prompt = json.loads((workdir / f"results/{TASK}/sft/val.jsonl").read_text().splitlines()[0])["prompt"]
+    tokenizer = AutoTokenizer.from_pretrained(str(merged))
+    ids = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]])
+
+    def greedy(folder):
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+        with torch.no_grad():
+            out = model.generate(ids, max_new_tokens=24, do_sample=False, pad_token_id=tokenizer.eos_token_id)
+        return out[0, ids.shape[1] :].tolist()
+
+    assert greedy(merged) != greedy(workdir / "results/base/model")
+
+
+def test_gguf_check_fails_on_a_different_chat_template(built, merged, tmp_path):
+    import shutil
+
+    from vault_distill.gguf import GgufCheckFailed, check_gguf
+
+    workdir, _ = built
+    altered = tmp_path / "altered"
+    shutil.copytree(merged, altered)
+    template_file = altered / "chat_template.jinja"  # where transformers 5 saves the template
+    template = template_file.read_text(encoding="utf-8")
+    template_file.write_text(template.replace("<|im_start|>", "<|im_start|> "), encoding="utf-8")
+    messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
+    with pytest.raises(GgufCheckFailed, match="chat template renders a different prompt"):
+        check_gguf(workdir / f"results/{TASK}/{TASK}.Q8_0.gguf", altered, [messages], prompt="hi", n_tokens=2)
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(built):
+    workdir, config = built
+    config["training"].update(max_steps=12, learning_rate=5e-4)
+    config["checkpoints"]["every_steps"] = 2
+    (workdir / "config" / "config.yaml").write_text(json.dumps(config), encoding="utf-8")
+    target = f"results/{TASK}/train_metrics.json"
+    checkpoints = Path(config["checkpoints"]["dir"]) / TASK
+    # The trainer writes optimizer and RNG state right after the adapter: give it a second.
+    kill_snakemake_when(
+        workdir,
+        target,
+        lambda: any(checkpoints.rglob("checkpoint-4/adapter_model.safetensors")),
+        timeout_s=600,
+        settle_s=1.0,
+    )
+    assert not (workdir / target).exists() or read_json(workdir / target)["steps"] == TRAIN_STEPS
+
+    snakemake(workdir, "--cores", "2", "--rerun-incomplete", target)
+    metrics = read_json(workdir / target)
+    assert metrics["steps"] == 12
+    assert metrics["resumed_from_step"] is not None and metrics["resumed_from_step"] >= 4
+    assert "resuming from" in (workdir / f"results/logs/{TASK}/train.log").read_text()
+    assert not any(checkpoints.rglob("checkpoint-*"))
+
+
+@pytest.mark.parametrize(
+    ("setting", "free_gb", "expected"),
+    [("auto", 24, False), ("auto", 0.5, True), (True, 24, True), (False, 0.5, False)],
+)
+def test_gradient_checkpointing_is_decided_from_the_memory_budget(setting, free_gb, expected):
+    from types import SimpleNamespace
+
+    smollm2 = SimpleNamespace(hidden_size=576, num_hidden_layers=30, num_attention_heads=9)
+    decision = decide_gradient_checkpointing(setting, smollm2, 4, 512, 2, free_gb * 2**30)
+    assert decision.enabled is expected
+    assert 500 < decision.activation_mb < 4000  # ~1.6 GB for 4x512 tokens of SmolLM2-135M
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("Qwen/Qwen2.5-7B-Instruct", "base_model: cannot load 'Qwen/Qwen2.5-7B-Instruct' as an HF hub id"),
+        ("./no/such/model", "base_model: local model folder not found: ./no/such/model"),
+        ("bundled:llama3", "base_model: unknown bundled model 'bundled:llama3'"),
+    ],
+)
+def test_unreachable_base_model_names_the_setting(tmp_path, spec, message):
+    """No network here: a hub id fails with a message naming base_model. HF_HUB_OFFLINE takes the
+    same path as a failed connection without its minute of retries."""
+    code = (
+        "import sys\n"
+        "from vault_distill.quantize import materialize_base\n"
+        "from vault_distill.models import ModelNotFound\n"
+        "try:\n"
+        f"    materialize_base({spec!r}, {str(tmp_path / 'out')!r})\n"
+        "except ModelNotFound as err:\n"
+        "    print(err)\n"
+        "    sys.exit(3)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT / "workflow" / "scripts")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert message in done.stdout
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,26 @@
+rule train:
+    input:
+        quantized="results/base/hqq",
+        tokenizer="results/base/tokenizer",
+        train="results/{task}/sft/train.jsonl",
+        val="results/{task}/sft/val.jsonl",
+    output:
+        adapter=directory("results/{task}/adapter"),
+        metrics="results/{task}/train_metrics.json",
+        history="results/{task}/train_log.csv",
+    log:
+        "results/logs/{task}/train.log",
+    benchmark:
+        "results/benchmarks/{task}/train.tsv"
+    conda:
+        "../../envs/vault-distill.yaml"
+    threads: 2
+    resources:
+        mem_mb=12000,
+        runtime=240,
+        gpu=gpu_count(),
+    params:
+        training=task_training(*TRAINING_KEYS),
+        checkpoints=config["checkpoints"],
+    script:
+        "../scripts/train.py"

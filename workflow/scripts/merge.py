@@ -1,0 +1,9 @@
+"""Snakemake entry point: adapter + bf16 base -> merged HF model with no HQQ tensors."""
+
+from vault_distill.hardware import set_threads
+from vault_distill.merge import merge_adapter
+from vault_distill.runtime import setup_logging
+
+log = setup_logging(snakemake.log[0])
+set_threads(snakemake.threads)
+merge_adapter(snakemake.input.base, snakemake.input.adapter, snakemake.output[0])

@@ -1,0 +1,35 @@
+"""Snakemake entry point: one task's SFT data -> a LoRA adapter on the shared HQQ base."""
+
+from pathlib import Path
+
+from vault_distill.runtime import read_jsonl, setup_logging, write_json
+from vault_distill.train import train_adapter, write_log_history
+
+log = setup_logging(snakemake.log[0])
+task = snakemake.wildcards.task
+result = train_adapter(
+    train_rows=read_jsonl(snakemake.input.train),
+    val_rows=read_jsonl(snakemake.input.val),
+    quant_dir=snakemake.input.quantized,
+    tokenizer_dir=snakemake.input.tokenizer,
+    adapter_dir=snakemake.output.adapter,
+    settings=dict(snakemake.params.training),
+    checkpoint_root=Path(snakemake.params.checkpoints["dir"]) / task,
+    checkpoint_every=snakemake.params.checkpoints["every_steps"],
+    train_file=snakemake.input.train,
+    threads=snakemake.threads,
+)
+write_json(snakemake.output.metrics, result.metrics)
+write_log_history(snakemake.output.history, result.log_history)
+m = result.metrics
+log.warning(
+    "train %s: %d steps, loss %.3f, eval loss %s, %.0f tok/s, %.0f s on %s/%s",
+    task,
+    m["steps"],
+    m["final_train_loss"],
+    f"{m['eval_loss']:.3f}" if m["eval_loss"] is not None else "n/a",
+    m["tokens_per_s"],
+    m["wall_time_s"],
+    m["device"],
+    m["dtype"],
+)

@@ -1,0 +1,210 @@
+"""Stage 6: convert the merged model to GGUF with llama.cpp's own converter, then prove
+that the file is the model we trained, served the way Ollama/llama.cpp will serve it.
+
+The converter is `convert_hf_to_gguf.py` from the llama.cpp that the installed
+llama-cpp-python was built from (envs/setup.sh unpacks it, with its own gguf-py, into
+<venv>/share/llama.cpp), so the file format always matches the runtime that loads it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# Where envs/setup.sh puts the converter; VAULT_DISTILL_CONVERTER points elsewhere.
+CONVERTER_DIR = Path(sys.prefix) / "share" / "llama.cpp"
+
+# Rounding moves every logit by at most d = max|GGUF - HF| at that position, so the gap
+# between two logits moves by at most 2d: a greedy choice whose fp32 HF margin is >= 2d
+# cannot flip, and one below it may. d itself must stay small next to the logits' range,
+# or the file is not the same model. Measured on a tuned SmolLM2-135M, d/range is at most
+# 0.028 for Q8_0 (d up to 1.8 logits over a 66-logit range), 0.005 for bf16, 0.0004 for f32.
+MAX_RELATIVE_LOGIT_ERROR = 0.1
+
+
+class ConversionError(RuntimeError):
+    """The converter failed; the message carries its last lines."""
+
+
+class GgufCheckFailed(RuntimeError):
+    """The GGUF file does not reproduce the merged model."""
+
+
+def gguf_suffix(outtype: str) -> str:
+    """`q8_0` -> `Q8_0`, the naming used on the hub and by Ollama's library."""
+    return outtype.upper()
+
+
+def converter_dir() -> Path:
+    return Path(os.environ.get("VAULT_DISTILL_CONVERTER", CONVERTER_DIR))
+
+
+def convert_to_gguf(model_dir: str | Path, out_file: str | Path, outtype: str, log_file: str | Path) -> None:
+    where = converter_dir()
+    script = where / "convert_hf_to_gguf.py"
+    if not script.is_file():
+        raise ConversionError(f"llama.cpp converter not found at {script}; run `make setup`")
+    env = dict(os.environ)
+    # The converter's own gguf-py goes first: it must match the converter, not the gguf
+    # package that transformers uses for reading GGUF files.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(where / "gguf-py"), env.get("PYTHONPATH")]))
+    argv = [sys.executable, str(script), str(model_dir), "--outtype", outtype, "--outfile", str(out_file)]
+    with open(log_file, "a", encoding="utf-8") as handle:
+        handle.write("$ " + " ".join(argv) + "\n")
+        handle.flush()
+        done = subprocess.run(argv, stdout=handle, stderr=subprocess.STDOUT, env=env, check=False)
+    if done.returncode != 0:
+        tail = Path(log_file).read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
+        hint = ""
+        if any("BPE pre-tokenizer was not recognized" in line for line in tail):
+            hint = (
+                " The base model's tokenizer is unknown to this llama.cpp version, so it cannot be converted"
+                " faithfully; use a base model that llama.cpp supports."
+            )
+        Path(out_file).unlink(missing_ok=True)
+        raise ConversionError(f"convert_hf_to_gguf.py exited {done.returncode}.{hint}\n" + "\n".join(tail))
+
+
+@dataclass
+class GgufCheck:
+    template_prompts_equal: int
+    tokenization_equal: bool
+    compared_tokens: int
+    agreed_tokens: int
+    greedy_prefix_agreement: int
+    near_tie_flips: int
+    max_logit_error: float
+    max_relative_logit_error: float
+    hf_greedy: list[int]
+    gguf_greedy: list[int]
+
+
+def gguf_chat_prompt(llm, messages: list[dict]) -> str:
+    """The prompt llama-cpp-python builds from the GGUF's own chat template, constructed
+    exactly as Llama.__init__ does for its default chat handler."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llm.metadata.get("tokenizer.chat_template")
+    if not template:
+        raise GgufCheckFailed("the GGUF has no tokenizer.chat_template: Ollama and llama.cpp would send raw text")
+    eos_id, bos_id = llm.token_eos(), llm.token_bos()
+    formatter = Jinja2ChatFormatter(
+        template=template,
+        eos_token=llm._model.token_get_text(eos_id) if eos_id != -1 else "",
+        bos_token=llm._model.token_get_text(bos_id) if bos_id != -1 else "",
+        stop_token_ids=[eos_id],
+    )
+    return formatter(messages=messages).prompt
+
+
+def check_gguf(
+    gguf_file: str | Path,
+    hf_dir: str | Path,
+    conversations: list[list[dict]],
+    prompt: str,
+    n_tokens: int,
+    threads: int = 1,
+) -> GgufCheck:
+    """Fail unless the GGUF (1) loads in llama.cpp, (2) builds the same chat prompt as HF's
+    apply_chat_template for every conversation, (3) tokenizes the held-out prompt the same
+    way, and (4) agrees with the merged HF model's greedy completion of it on the first
+    `n_tokens` tokens, wherever the HF margin is too wide for rounding to flip the choice."""
+    import numpy as np
+    import torch
+    from llama_cpp import Llama
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    llm = Llama(
+        model_path=str(gguf_file),
+        n_ctx=len(prompt_ids) + n_tokens + 8,
+        n_threads=max(1, threads),
+        logits_all=True,
+        verbose=False,
+    )
+
+    for messages in conversations:
+        expected = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        got = gguf_chat_prompt(llm, messages)
+        if got != expected:
+            raise GgufCheckFailed(
+                f"the GGUF's chat template renders a different prompt than apply_chat_template:\n"
+                f"HF:   {expected!r}\nGGUF: {got!r}"
+            )
+
+    gguf_ids = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+    tokenization_equal = list(gguf_ids) == list(prompt_ids)
+    if not tokenization_equal:
+        raise GgufCheckFailed(
+            f"llama.cpp tokenizes the held-out prompt differently: {len(gguf_ids)} vs {len(prompt_ids)} tokens"
+        )
+
+    # fp32 reference: the merged bf16 weights exactly, so Q8_0 rounding is the only difference.
+    model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32)
+    model.eval()
+    with torch.no_grad():
+        generated = model.generate(
+            torch.tensor([prompt_ids]),
+            max_new_tokens=n_tokens,
+            do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
+            pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+        )
+    hf_tokens = generated.sequences[0, len(prompt_ids) :].tolist()
+    hf_logits = [step[0].float() for step in generated.logits]
+
+    # Teacher-forced along the HF greedy path, so every position sees the same context.
+    llm.reset()
+    llm.eval(prompt_ids)
+    gguf_tokens, agreed, flips, errors, relative_errors = [], 0, 0, [], []
+    for position, hf_token in enumerate(hf_tokens):
+        reference = hf_logits[position].numpy()
+        got = np.asarray(llm.scores[llm.n_tokens - 1])
+        error = float(np.max(np.abs(got - reference)))
+        relative = error / float(reference.max() - reference.min())
+        errors.append(error)
+        relative_errors.append(relative)
+        if relative > MAX_RELATIVE_LOGIT_ERROR:
+            raise GgufCheckFailed(
+                f"token {position}: GGUF logits differ from the merged model's by up to {error:.2f} "
+                f"({relative:.1%} of their range > {MAX_RELATIVE_LOGIT_ERROR:.0%}); the conversion changed the model"
+            )
+        gguf_token = int(np.argmax(got))
+        gguf_tokens.append(gguf_token)
+        top2 = np.sort(reference)[-2:]
+        margin = float(top2[1] - top2[0])
+        if gguf_token == hf_token:
+            agreed += 1
+        elif margin < 2 * error:
+            flips += 1
+        else:
+            raise GgufCheckFailed(
+                f"greedy token {position} differs (GGUF {gguf_token}, HF {hf_token}) although the HF margin "
+                f"{margin:.2f} exceeds twice the logit error {error:.2f}: rounding cannot explain it"
+            )
+        llm.eval([hf_token])
+    prefix = next((i for i, (a, b) in enumerate(zip(gguf_tokens, hf_tokens, strict=True)) if a != b), len(hf_tokens))
+    return GgufCheck(
+        template_prompts_equal=len(conversations),
+        tokenization_equal=tokenization_equal,
+        compared_tokens=len(hf_tokens),
+        agreed_tokens=agreed,
+        greedy_prefix_agreement=prefix,
+        near_tie_flips=flips,
+        max_logit_error=round(max(errors, default=0.0), 4),
+        max_relative_logit_error=round(max(relative_errors, default=0.0), 4),
+        hf_greedy=hf_tokens,
+        gguf_greedy=gguf_tokens,
+    )
+
+
+def check_as_dict(check: GgufCheck) -> dict:
+    return asdict(check)

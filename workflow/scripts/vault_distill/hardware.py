@@ -1,0 +1,68 @@
+"""Device, dtype and thread choices, made once and the same way for every model stage.
+
+`device: auto` picks CUDA (ROCm builds of torch report themselves as CUDA too) when torch
+sees one, else the CPU. `dtype: auto` picks bf16 where the device computes it natively.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+
+
+def guard_torch_compile() -> None:
+    """Make torch.compile a no-op on Python >= 3.14, where dynamo does not run yet.
+
+    hqq decorates some kernels with torch.compile at import time; without this guard the
+    import itself fails there. Must run before hqq is imported.
+    """
+    if sys.version_info < (3, 14):
+        return
+    import torch
+
+    def passthrough(model=None, *args, **kwargs):
+        return model if model is not None else (lambda fn: fn)
+
+    torch.compile = passthrough
+
+
+def resolve_device(setting: str) -> str:
+    import torch
+
+    if setting != "auto":
+        if setting.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"training.device: {setting!r} requested, but torch sees no CUDA/ROCm device")
+        return setting
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(setting: str, device: str):
+    import torch
+
+    if setting != "auto":
+        return getattr(torch, setting)
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def dtype_name(dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def set_threads(threads: int) -> None:
+    """Use as many CPU threads as Snakemake gave the job, so parallel jobs do not fight."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+
+
+def peak_memory_mb(device: str) -> tuple[float, str]:
+    """Peak memory of this process: CUDA max allocated on a GPU, max RSS on the CPU."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20, "cuda_max_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "max_rss"
