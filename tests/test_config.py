@@ -52,8 +52,7 @@ def test_unsafe_task_name_is_refused(tmp_path, name):
 
 def test_missing_vault_names_the_key(tmp_path):
     config = absolute_resources(default_config())
-    config["vault"] = str(tmp_path / "no-such-vault")
-    done = snakemake(make_workdir(tmp_path, config), "-n", check=False)
+    done = snakemake(make_workdir(tmp_path, config, vault=tmp_path / "no-such-vault"), "-n", check=False)
     assert done.returncode != 0
     assert "config key 'vault': folder not found" in done.stdout + done.stderr
 

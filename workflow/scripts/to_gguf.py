@@ -12,7 +12,9 @@ set_threads(snakemake.threads)
 out = Path(snakemake.output.gguf)
 convert_to_gguf(snakemake.input.merged, out, snakemake.params.outtype, snakemake.log[0])
 
-held_out = read_jsonl(snakemake.input.val) or read_jsonl(snakemake.input.examples)[:1]
+held_out = read_jsonl(snakemake.input.val)
+if not held_out:
+    raise SystemExit(f"{snakemake.input.val} is empty: the GGUF check needs one held-out prompt (val_fraction > 0)")
 messages_by_id = {ex["id"]: ex["messages"] for ex in read_jsonl(snakemake.input.examples)}
 messages = messages_by_id[held_out[0]["id"]]
 system, user, answer = (m["content"] for m in messages)

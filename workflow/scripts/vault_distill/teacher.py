@@ -163,10 +163,11 @@ class AnthropicBackend:
     def complete(self, system: str, user: str, schema: dict, attempt: int) -> str:
         anthropic = self.anthropic
         try:
+            # No temperature: the Messages API (2026-10-21 on, the 2.x SDK's default) and the
+            # SDK itself refuse sampling parameters, so a schema retry simply asks again.
             message = self.client.messages.create(
                 model=self.settings["model"],
                 max_tokens=self.settings["max_tokens"],
-                temperature=min(1.0, _temperature(self.settings, attempt)),
                 system=system + SCHEMA_INSTRUCTION.format(schema=json.dumps(schema)),
                 messages=[{"role": "user", "content": user}],
             )

@@ -249,6 +249,7 @@ def train_adapter(
         "examples": len(rows),
         "val_examples": len(evals),
         "epochs": settings["epochs"],
+        "epochs_done": round(trainer.state.epoch or 0.0, 3),
         "steps": trainer.state.global_step,
         "resumed_from_step": _step_of(resume_from) if resume_from else None,
         "final_train_loss": train_losses[-1] if train_losses else None,
