@@ -1,4 +1,4 @@
-rule gguf:
+rule convert:
     input:
         merged="results/{task}/merged",
         examples="results/{task}/teacher.jsonl",

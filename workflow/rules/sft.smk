@@ -1,4 +1,4 @@
-rule sft:
+rule split:
     input:
         examples="results/{task}/teacher.jsonl",
         tokenizer="results/base/tokenizer",

@@ -1,18 +1,20 @@
-# Named targets: one per stage, and one per task (`snakemake --cores 1 judge`).
+# Named targets: one per stage for every task (`snakemake --cores 1 teacher`), and one per
+# task for all of its stages (`snakemake --cores 1 judge`). The per-task rules that do the
+# work are named by their verb (teach, split, convert) so that these names stay free.
 
 
-rule teacher_all:
+rule teacher:
     input:
         per_task("results/{task}/teacher.jsonl"),
 
 
-rule sft_all:
+rule sft:
     input:
         per_task("results/{task}/sft/train.jsonl"),
         per_task("results/{task}/sft/val.jsonl"),
 
 
-rule gguf_all:
+rule gguf:
     input:
         per_task(f"results/{{task}}/{{task}}.{GGUF_SUFFIX}.gguf"),
 

@@ -1,4 +1,4 @@
-rule teacher:
+rule teach:
     input:
         inputs="results/{task}/inputs.jsonl",
         system_prompt=task_setting("system_prompt"),
