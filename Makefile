@@ -2,7 +2,7 @@
 # environment first (a no-op when envs/requirements.txt is unchanged).
 VENV ?= .venv
 BIN := $(VENV)/bin
-CORES ?= 1
+CORES ?= all
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: all setup test lint format dag clean-results
