@@ -10,6 +10,9 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 
 
@@ -27,6 +30,8 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/merge.smk"
 include: "workflow/rules/gguf.smk"
 include: "workflow/rules/modelfile.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
 include: "workflow/rules/targets.smk"
 
 
@@ -34,3 +39,4 @@ rule all:
     default_target: True
     input:
         [task_outputs(task) for task in TASKS],
+        "results/report.md",

@@ -27,6 +27,7 @@ def _break(config, dotted, value):
         ("tasks.judge.training.epoch", 2, "config key 'tasks.judge.training.epoch': unknown key"),
         ("tasks.planner.examples", "many", "config key 'tasks.planner.examples': 'many' is not of type 'integer'"),
         ("teacher.api_key_env", "sk-live-123", "config key 'teacher.api_key_env'"),
+        ("evaluation.max_tokens", 8, "config key 'evaluation.max_tokens': 8 is less than the minimum of 16"),
     ],
 )
 def test_bad_value_fails_at_parse_time_naming_the_key(tmp_path, key, value, expected):

@@ -1,11 +1,13 @@
 """The model half, for real and on small settings: the bundled SmolLM2 is materialized,
 quantized once with HQQ, trained with TRL, merged into bf16, converted by llama.cpp's own
-converter and checked, then given an Ollama Modelfile."""
+converter and checked, then given an Ollama Modelfile, evaluated against the base GGUF on
+held-out inputs, and reported."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,18 +15,24 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, absolute_resources, default_config, kill_snakemake_when, make_workdir, snakemake
 
+from vault_distill.report import ReportError, build_report, format_mb, format_seconds
 from vault_distill.train import decide_gradient_checkpointing
 
 pytestmark = pytest.mark.slow
 
 TASK = "judge"
 TRAIN_STEPS = 6
+# A second task, only built for the report, so that the report has more than one row.
+OTHER_TASK = "analyst"
+EVAL_MAX_TOKENS = 128
 
 
 def tiny_config(tmp_path: Path) -> dict:
     config = absolute_resources(default_config())
-    config["tasks"] = {TASK: config["tasks"][TASK]}
+    config["tasks"] = {TASK: config["tasks"][TASK], OTHER_TASK: config["tasks"][OTHER_TASK]}
     config["tasks"][TASK].update(examples=8, val_fraction=0.25)
+    config["tasks"][OTHER_TASK].update(examples=5, val_fraction=0.25, training={"max_steps": 2})
+    config["evaluation"] = {"max_tokens": EVAL_MAX_TOKENS, "samples": 2}
     config["teacher"].update(cache_dir=str(tmp_path / "teacher-cache"), max_tokens=160, n_ctx=2048)
     config["training"].update(
         max_length=256, max_steps=TRAIN_STEPS, batch_size=2, learning_rate=1e-3, lora_r=8, lora_alpha=16
@@ -35,7 +43,7 @@ def tiny_config(tmp_path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """One real build of the judge model, from the vault to the Modelfile."""
+    """One real build of the judge model, from the vault to the Modelfile and its evaluation."""
     tmp_path = tmp_path_factory.mktemp("model_stages")
     config = tiny_config(tmp_path)
     workdir = make_workdir(tmp_path, config)
@@ -165,6 +173,128 @@ def test_gguf_check_fails_on_a_different_chat_template(built, merged, tmp_path):
     messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
     with pytest.raises(GgufCheckFailed, match="chat template renders a different prompt"):
         check_gguf(workdir / f"results/{TASK}/{TASK}.Q8_0.gguf", altered, [messages], prompt="hi", n_tokens=2)
+
+
+def test_evaluation_replays_the_held_out_prompts_through_both_ggufs(built, tokenizer):
+    workdir, _ = built
+    results = workdir / "results"
+    assert (results / "base" / "base.Q8_0.gguf").stat().st_size > 50 * 2**20
+    base_check = read_json(results / "base" / "gguf_check.json")
+    assert base_check["template_prompts_equal"] == 3 and base_check["tokenization_equal"]
+    assert base_check["agreed_tokens"] + base_check["near_tie_flips"] == base_check["compared_tokens"]
+    assert (results / "benchmarks" / TASK / "evaluate.tsv").is_file()
+
+    val = [json.loads(line) for line in (results / TASK / "sft/val.jsonl").read_text().splitlines()]
+    evaluation = read_json(results / TASK / "eval.json")
+    assert evaluation["settings"]["max_tokens"] == EVAL_MAX_TOKENS
+    assert evaluation["settings"]["n_ctx"] == 256 + EVAL_MAX_TOKENS
+    assert [a["id"] for a in evaluation["answers"]] == [row["id"] for row in val]
+    for answer, row in zip(evaluation["answers"], val, strict=True):
+        # The GGUF's own chat template renders the very prompt the split held out.
+        prompt_tokens = len(tokenizer(row["prompt"], add_special_tokens=False)["input_ids"])
+        for model in ("base", "tuned"):
+            scored = answer[model]
+            assert scored["prompt_tokens"] == prompt_tokens
+            assert scored["finish_reason"] in ("stop", "length")
+            assert 0 < scored["tokens"] <= EVAL_MAX_TOKENS
+            assert scored["compliant"] == (scored["outcome"] == "compliant")
+        assert answer["base"]["text"] != answer["tuned"]["text"]
+    for model in ("base", "tuned"):
+        totals = evaluation["models"][model]
+        assert totals["answers"] == len(val)
+        assert totals["compliant"] == sum(a[model]["compliant"] for a in evaluation["answers"])
+    samples = (results / TASK / "eval_samples.md").read_text(encoding="utf-8")
+    assert samples.count("**base**") == min(2, len(val)) and evaluation["answers"][0]["id"] in samples
+
+
+@pytest.fixture(scope="module")
+def reported(built):
+    """`all` over both tasks (building the second one and the report), and Snakemake's HTML report."""
+    workdir, config = built
+    snakemake(workdir, "--cores", "2", "all")
+    snakemake(workdir, "--report", "results/report.html")
+    return workdir, config
+
+
+def benchmark_seconds(path: Path) -> float:
+    import csv
+
+    with open(path, newline="") as handle:
+        return float(next(csv.DictReader(handle, delimiter="\t"))["s"])
+
+
+def table_rows(report: str) -> dict[str, list[str]]:
+    lines = report.splitlines()
+    start = lines.index(next(line for line in lines if line.startswith("| task | examples |")))
+    rows = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split(" | ")]
+        rows[cells[0]] = cells
+    return rows
+
+
+def test_report_reads_real_benchmark_and_metrics_files(reported):
+    workdir, config = reported
+    results = workdir / "results"
+    report = (results / "report.md").read_text(encoding="utf-8")
+    rows = table_rows(report)
+    assert list(rows) == list(config["tasks"]), "one row per configured task, in config order"
+    for task, cells in rows.items():
+        metrics = read_json(results / task / "train_metrics.json")
+        evaluation = read_json(results / task / "eval.json")
+        base, tuned = evaluation["models"]["base"], evaluation["models"]["tuned"]
+        assert cells[1] == f"{metrics['examples']} (+{metrics['val_examples']} held out)"
+        assert cells[2] == "256"
+        assert cells[3] == format_seconds(benchmark_seconds(results / "benchmarks" / task / "train.tsv"))
+        assert cells[4] == f"{format_mb(metrics['peak_memory_mb'])} RSS"
+        assert cells[5] == f"{metrics['final_train_loss']:.3f}" and cells[6] == f"{metrics['eval_loss']:.3f}"
+        assert cells[7].startswith(f"{base['compliant']}/{base['answers']} (") and "→" in cells[7]
+        assert cells[7].split("→")[1].strip().startswith(f"{tuned['compliant']}/{tuned['answers']} (")
+    assert read_json(results / OTHER_TASK / "train_metrics.json")["steps"] == 2
+    hardware = read_json(results / TASK / "train_metrics.json")["hardware"]
+    assert f"{hardware['cpu']} ({hardware['cpu_cores']} cores)" in report and hardware["torch"] in report
+    assert "Base model: `bundled:smollm2`" in report
+    assert "| base_gguf |" in report and "All jobs together:" in report  # the shared jobs are timed too
+    for plot in ["compliance.png", *(f"{task}_loss.png" for task in config["tasks"])]:
+        data = (results / "plots" / plot).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 5000, plot
+        assert f"](plots/{plot})" in report
+    assert "<table>" in (results / "report_tables.html").read_text(encoding="utf-8")
+
+    again = snakemake(workdir, "-n", "all")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_snakemake_html_report_embeds_the_plots_and_tables(reported):
+    workdir, config = reported
+    page = (workdir / "results" / "report.html").read_text(encoding="utf-8")
+    for name in ["report.md", "report_tables.html", "compliance.png", *(f"{t}_loss.png" for t in config["tasks"])]:
+        assert name in page, name
+    assert "eval_samples.md" in page
+    assert "Format compliance on held-out inputs" in page  # a caption
+
+
+def test_report_names_the_missing_eval_json(reported, tmp_path):
+    import shutil
+
+    workdir, config = reported
+    copy = tmp_path / "results"
+    shutil.copytree(workdir / "results", copy, ignore=shutil.ignore_patterns("*.gguf", "hqq", "model", "adapter"))
+    (copy / OTHER_TASK / "eval.json").unlink()
+    with pytest.raises(ReportError, match="^" + re.escape(f"{copy}/{OTHER_TASK}/eval.json: missing")):
+        build_report(
+            list(config["tasks"]),
+            base_model="bundled:smollm2",
+            gguf_type="Q8_0",
+            report_md=tmp_path / "report.md",
+            tables_html=tmp_path / "tables.html",
+            compliance_png=tmp_path / "compliance.png",
+            loss_pngs={task: tmp_path / f"{task}.png" for task in config["tasks"]},
+            results_dir=str(copy),
+        )
+    assert not (tmp_path / "report.md").exists()
 
 
 def test_killed_training_resumes_from_its_last_checkpoint(built):

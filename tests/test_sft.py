@@ -148,6 +148,7 @@ def test_truncation_keeps_header_and_latest_content(tokenizer):
     assert "=== KNOWLEDGE JUDGE DATA ===" in example.prompt
     assert "LATEST ENTRY" in example.prompt
     assert TRUNCATION_MARKER in example.prompt
+    assert render_prompt(tokenizer, SYSTEM, example.user) == example.prompt
     head, tail = _head_tail(user, example.prompt)
     head_tokens = len(tokenizer(head, add_special_tokens=False)["input_ids"])
     tail_tokens = len(tokenizer(tail, add_special_tokens=False)["input_ids"])
@@ -163,7 +164,13 @@ def test_split_is_deterministic_by_id_and_stats_count(tokenizer):
     assert {r["id"] for r in train} == {r["id"] for r in again_train}
     assert stats["truncated"] > 0
     assert stats["tokens"]["total"]["max"] <= 256
-    assert set(train[0]) == {"id", "prompt", "completion"}
+    assert set(train[0]) == {"id", "prompt", "completion", "prompt_messages"}
+    # Evaluation replays the held-out chat: it must render to the very prompt of the split.
+    for rec in train + val:
+        assert (
+            tokenizer.apply_chat_template(rec["prompt_messages"], tokenize=False, add_generation_prompt=True)
+            == (rec["prompt"])
+        )
     assert stats["input_output_ratio"] > 1
 
 

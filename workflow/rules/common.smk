@@ -17,6 +17,7 @@ from vault_distill.config import (  # noqa: E402
 )
 from vault_distill.gguf import gguf_suffix  # noqa: E402
 from vault_distill.models import ModelNotFound, tokenizer_fingerprint  # noqa: E402
+from vault_distill.report import base_files, task_files  # noqa: E402
 from vault_distill.teacher import generation_identity  # noqa: E402
 from vault_distill.train import LEARNING_KEYS  # noqa: E402
 from vault_distill.vault import notes_read_by_task  # noqa: E402
@@ -104,7 +105,24 @@ def task_outputs(task):
     return [
         f"results/{task}/{task}.{GGUF_SUFFIX}.gguf",
         f"results/{task}/Modelfile",
+        f"results/{task}/eval.json",
+        f"results/{task}/eval_samples.md",
     ]
+
+
+def evaluation_n_ctx(wildcards):
+    """Room for a held-out prompt and its answer. The split cut every prompt to fit
+    max_length together with the teacher's answer, so max_length bounds the prompt."""
+    return (
+        training_settings(config, wildcards.task)["max_length"] + config["evaluation"]["max_tokens"]
+    )
+
+
+def report_inputs():
+    """Every file the report reads: each task's evaluation, training metrics, loss log and
+    benchmark files, and the shared jobs' benchmark files."""
+    files = [path for task in TASKS for path in task_files(task).values()]
+    return files + list(base_files().values())
 
 
 def task_num_ctx(wildcards):

@@ -208,3 +208,28 @@ def check_gguf(
 
 def check_as_dict(check: GgufCheck) -> dict:
     return asdict(check)
+
+
+# The base GGUF belongs to no task, so it is checked on a fixed conversation of the same
+# shapes as a task's: with and without a system message, and multi-turn.
+BASE_CHECK_SYSTEM = "You are a careful assistant. Answer with one JSON object and nothing else."
+BASE_CHECK_USER = "=== NOTE ===\n# Rust ownership\nEach value has one owner; borrowing lends it without moving."
+BASE_CHECK_CONVERSATIONS = [
+    [{"role": "system", "content": BASE_CHECK_SYSTEM}, {"role": "user", "content": BASE_CHECK_USER}],
+    [{"role": "user", "content": BASE_CHECK_USER}],
+    [
+        {"role": "system", "content": BASE_CHECK_SYSTEM},
+        {"role": "user", "content": BASE_CHECK_USER},
+        {"role": "assistant", "content": '{"topic": "ownership"}'},
+        {"role": "user", "content": "Again, for the same note."},
+    ],
+]
+
+
+def check_base_gguf(gguf_file: str | Path, hf_dir: str | Path, n_tokens: int, threads: int = 1) -> GgufCheck:
+    """check_gguf for the converted base model, on BASE_CHECK_CONVERSATIONS."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
+    prompt = tokenizer.apply_chat_template(BASE_CHECK_CONVERSATIONS[0], tokenize=False, add_generation_prompt=True)
+    return check_gguf(gguf_file, hf_dir, BASE_CHECK_CONVERSATIONS, prompt, n_tokens, threads)

@@ -6,8 +6,11 @@ sees one, else the CPU. `dtype: auto` picks bf16 where the device computes it na
 
 from __future__ import annotations
 
+import os
+import platform
 import resource
 import sys
+from pathlib import Path
 
 
 def guard_torch_compile() -> None:
@@ -66,3 +69,28 @@ def peak_memory_mb(device: str) -> tuple[float, str]:
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() / 2**20, "cuda_max_allocated"
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "max_rss"
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name: /proc/cpuinfo on Linux (where platform.processor() is often
+    empty), else whatever platform reports."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Hardware", "cpu model") and value.strip():
+                return value.strip()
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def describe_cpu() -> dict:
+    return {"cpu": cpu_model(), "cpu_cores": os.cpu_count()}
+
+
+def describe_hardware(device: str) -> dict:
+    """Where a model job ran, recorded with its numbers: on a cluster the jobs may land on
+    different nodes than the one that writes the report."""
+    import torch
+
+    gpu = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else None
+    return {**describe_cpu(), "gpu": gpu, "torch": torch.__version__}

@@ -16,7 +16,10 @@ def setup_logging(log_path: str | Path) -> logging.Logger:
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     console = sys.__stderr__
-    stream = open(log_path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives as long as the job
+    log_path.write_text("", encoding="utf-8")
+    # Append mode: a subprocess (llama.cpp's converter) appends to the same file, and a stream
+    # that kept its own offset would write over its lines.
+    stream = open(log_path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives as long as the job
     sys.stderr = stream
     file_handler = logging.StreamHandler(stream)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

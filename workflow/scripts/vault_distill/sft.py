@@ -18,6 +18,9 @@ MIN_USER_TOKENS = 8
 class SplitExample:
     prompt: str
     completion: str
+    # The user turn as it stands in `prompt` (middle-truncated when it had to be), so the
+    # held-out input can be sent again as a chat, exactly as training saw it.
+    user: str
     n_tokens: int
     n_prompt_tokens: int
     n_completion_tokens: int
@@ -90,6 +93,7 @@ def build_example(tokenizer, system: str, user: str, assistant: str, max_length:
     prompt = render_prompt(tokenizer, system, user)
     total = count_tokens(tokenizer, prompt + completion)
     truncated = False
+    kept_user = user
     if total > max_length:
         skeleton = count_tokens(tokenizer, render_prompt(tokenizer, system, TRUNCATION_MARKER) + completion)
         budget = max_length - skeleton
@@ -100,7 +104,8 @@ def build_example(tokenizer, system: str, user: str, assistant: str, max_length:
                 )
             head_tokens = budget // 3
             head, tail = _char_cuts(tokenizer, user, head_tokens, budget - head_tokens)
-            prompt = render_prompt(tokenizer, system, middle_truncate(user, head, tail))
+            kept_user = middle_truncate(user, head, tail)
+            prompt = render_prompt(tokenizer, system, kept_user)
             total = count_tokens(tokenizer, prompt + completion)
             if total <= max_length:
                 break
@@ -111,6 +116,7 @@ def build_example(tokenizer, system: str, user: str, assistant: str, max_length:
     return SplitExample(
         prompt=prompt,
         completion=completion,
+        user=kept_user,
         n_tokens=total,
         n_prompt_tokens=n_prompt,
         n_completion_tokens=total - n_prompt,
@@ -162,6 +168,12 @@ def build_sft_dataset(
                 "id": example["id"],
                 "prompt": built.prompt,
                 "completion": built.completion,
+                # The chat the prompt was rendered from: evaluation replays it through each
+                # GGUF's own chat template, as Ollama would.
+                "prompt_messages": [
+                    {"role": "system", "content": roles["system"]},
+                    {"role": "user", "content": built.user},
+                ],
                 "_stats": built,
             }
         )

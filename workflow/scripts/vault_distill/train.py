@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .hardware import dtype_name, peak_memory_mb, resolve_device, resolve_dtype, set_threads
+from .hardware import describe_hardware, dtype_name, peak_memory_mb, resolve_device, resolve_dtype, set_threads
 from .quantize import QUANT_SETTINGS_FILE, load_quantized
 
 log = logging.getLogger(__name__)
@@ -263,6 +263,7 @@ def train_adapter(
         "device": device,
         "dtype": dtype_name(dtype),
         "threads": threads,
+        "hardware": describe_hardware(device),
         "gradient_checkpointing": checkpointing.enabled,
         "gradient_checkpointing_reason": checkpointing.reason,
         "activation_estimate_mb": checkpointing.activation_mb,

@@ -1,0 +1,56 @@
+# The base model converted once to the same GGUF type as the tuned ones: the fair baseline.
+rule base_gguf:
+    input:
+        model="results/base/model",
+    output:
+        gguf=f"results/base/base.{GGUF_SUFFIX}.gguf",
+        check="results/base/gguf_check.json",
+    log:
+        "results/logs/base/gguf.log",
+    benchmark:
+        "results/benchmarks/base/gguf.tsv"
+    conda:
+        "../../envs/vault-distill.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=0,
+    params:
+        outtype=config["gguf"]["outtype"],
+        check_tokens=config["gguf"]["check_tokens"],
+    script:
+        "../scripts/base_gguf.py"
+
+
+rule evaluate:
+    input:
+        tuned=f"results/{{task}}/{{task}}.{GGUF_SUFFIX}.gguf",
+        base=f"results/base/base.{GGUF_SUFFIX}.gguf",
+        val="results/{task}/sft/val.jsonl",
+        output_schema=task_setting("output_schema"),
+    output:
+        evaluation="results/{task}/eval.json",
+        samples=report(
+            "results/{task}/eval_samples.md",
+            caption="../report/eval_samples.rst",
+            category="Evaluation",
+            labels={"task": "{task}"},
+        ),
+    log:
+        "results/logs/{task}/evaluate.log",
+    benchmark:
+        "results/benchmarks/{task}/evaluate.tsv"
+    conda:
+        "../../envs/vault-distill.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=0,
+    params:
+        max_tokens=config["evaluation"]["max_tokens"],
+        n_ctx=evaluation_n_ctx,
+        samples=config["evaluation"]["samples"],
+    script:
+        "../scripts/evaluate.py"
