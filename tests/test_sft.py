@@ -180,3 +180,19 @@ def test_split_keeps_ids_on_their_side_when_examples_are_added():
     _, val_more = train_val_split([*records, *({"id": f"y{i}"} for i in range(5))], 0.2)
     assert len(val) == 10
     assert len({r["id"] for r in val} & {r["id"] for r in val_more}) >= 9
+
+
+def test_truncated_prompt_tokenizes_the_same_in_llama_cpp(tokenizer):
+    """Where the cut leaves a space before a digit, "\\n 4" follows the marker: llama.cpp
+    splits that "\\n ", "4" and HF "\\n", " ", "4", so the GGUF check would reject the model."""
+    from llama_cpp import Llama
+
+    from vault_distill.models import resolve_gguf
+
+    vocab = Llama(str(resolve_gguf("bundled:smollm2", "base_model")), vocab_only=True, verbose=False)
+    user = "=== ANALYST DATA ===\n" + " ".join(str(i) for i in range(600))
+    for max_length in range(200, 206):  # cuts on both spaces and digits
+        prompt = build_example(tokenizer, SYSTEM, user, ANSWER, max_length).prompt
+        assert TRUNCATION_MARKER in prompt
+        hf_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        assert vocab.tokenize(prompt.encode("utf-8"), add_bos=False, special=True) == hf_ids, max_length

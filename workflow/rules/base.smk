@@ -9,7 +9,7 @@ rule base_tokenizer:
         mem_mb=2000,
         runtime=10,
     params:
-        base_model=config["base_model"],
+        fingerprint=base_tokenizer_fingerprint,
     script:
         "../scripts/base_tokenizer.py"
 

@@ -1,3 +1,4 @@
+import functools
 import re
 import sys
 from pathlib import Path
@@ -15,7 +16,9 @@ from vault_distill.config import (  # noqa: E402
     training_settings,
 )
 from vault_distill.gguf import gguf_suffix  # noqa: E402
+from vault_distill.models import ModelNotFound, tokenizer_fingerprint  # noqa: E402
 from vault_distill.report import base_files, task_files  # noqa: E402
+from vault_distill.teacher import generation_identity  # noqa: E402
 from vault_distill.train import LEARNING_KEYS  # noqa: E402
 from vault_distill.vault import notes_read_by_task  # noqa: E402
 
@@ -35,9 +38,15 @@ except ConfigError as err:
 TASKS = list(config["tasks"])
 VAULT = Path(config["vault"])
 GGUF_SUFFIX = gguf_suffix(config["gguf"]["outtype"])
-# The training settings that training reads (what shapes the adapter, plus where
-# and how it runs). Checkpoint cadence lives elsewhere, so changing it retrains nothing.
-TRAINING_KEYS = (*LEARNING_KEYS, "device", "gradient_checkpointing")
+# The training settings that are a rerun trigger: what shapes the adapter, and the device
+# (its arithmetic differs). Gradient checkpointing and checkpoint cadence only trade memory
+# or time for the same adapter, so the train script reads them from the config.
+TRAINING_KEYS = (*LEARNING_KEYS, "device")
+# Where tokenizer fingerprints are memoized (see base_tokenizer_fingerprint).
+TOKENIZER_FINGERPRINTS = "cache/tokenizer-fingerprints"
+# What changes a teacher answer (also the teacher cache's key): the teach jobs' rerun
+# trigger. Endpoint, timeouts, retries and the cache's place only change how it is asked.
+TEACHER_GENERATION = generation_identity(config["teacher"])
 
 
 # Input functions ----------------------------------------------------------------
@@ -70,6 +79,21 @@ def task_training(*keys):
         return {key: settings[key] for key in keys} if keys else settings
 
     return get
+
+
+@functools.cache
+def _tokenizer_fingerprint(spec):
+    try:
+        return tokenizer_fingerprint(spec, TOKENIZER_FINGERPRINTS)
+    except ModelNotFound as err:
+        raise WorkflowError(str(err)) from None
+
+
+def base_tokenizer_fingerprint(wildcards):
+    """The tokenizer job's rerun trigger: what the base model's tokenizer is, not the
+    model's name, so that a base model with the same tokenizer keeps every SFT set.
+    A params function, so the tokenizer is only looked at when the job is in the DAG."""
+    return _tokenizer_fingerprint(config["base_model"])
 
 
 def per_task(pattern):

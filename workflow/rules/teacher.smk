@@ -19,7 +19,7 @@ rule teach:
         runtime=120,
         gpu=0,
     params:
-        teacher=config["teacher"],
+        teacher=TEACHER_GENERATION,
         examples=task_setting("examples"),
     script:
         "../scripts/teacher.py"

@@ -21,6 +21,5 @@ rule train:
         gpu=gpu_count(),
     params:
         training=task_training(*TRAINING_KEYS),
-        checkpoints=config["checkpoints"],
     script:
         "../scripts/train.py"

@@ -12,7 +12,10 @@ run = run_teacher(
     inputs=read_jsonl(snakemake.input.inputs),
     system=Path(snakemake.input.system_prompt).read_text(encoding="utf-8").strip(),
     schema=json.loads(Path(snakemake.input.output_schema).read_text(encoding="utf-8")),
-    settings=dict(snakemake.params.teacher),
+    # params hold only what changes an answer (the rerun trigger); how it is asked (cache
+    # folder, endpoint, timeouts, retries, key variable) comes from the config, so that
+    # changing it reruns no teacher.
+    settings={**snakemake.config["teacher"], **snakemake.params.teacher},
     max_examples=snakemake.params.examples,
     threads=snakemake.threads,
     progress_file=sys.stderr,

@@ -2,20 +2,25 @@
 
 from pathlib import Path
 
+from vault_distill.config import training_settings
 from vault_distill.runtime import read_jsonl, setup_logging, write_json
 from vault_distill.train import train_adapter, write_log_history
 
 log = setup_logging(snakemake.log[0])
 task = snakemake.wildcards.task
+# Gradient checkpointing and checkpoint cadence trade memory or time for the same adapter, so
+# they are not among the rule's params (its rerun trigger) and come from the config.
+checkpoints = snakemake.config["checkpoints"]
+gradient_checkpointing = training_settings(snakemake.config, task)["gradient_checkpointing"]
 result = train_adapter(
     train_rows=read_jsonl(snakemake.input.train),
     val_rows=read_jsonl(snakemake.input.val),
     quant_dir=snakemake.input.quantized,
     tokenizer_dir=snakemake.input.tokenizer,
     adapter_dir=snakemake.output.adapter,
-    settings=dict(snakemake.params.training),
-    checkpoint_root=Path(snakemake.params.checkpoints["dir"]) / task,
-    checkpoint_every=snakemake.params.checkpoints["every_steps"],
+    settings={**snakemake.params.training, "gradient_checkpointing": gradient_checkpointing},
+    checkpoint_root=Path(checkpoints["dir"]) / task,
+    checkpoint_every=checkpoints["every_steps"],
     train_file=snakemake.input.train,
     threads=snakemake.threads,
 )

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import importlib.resources
+import json
+import os
+import tempfile
 from pathlib import Path
 
 BUNDLED = {
@@ -75,3 +80,64 @@ def _from_hf(auto_class, spec: str, key: str, **kwargs):
     except OSError as err:
         where = "local folder" if looks_local else "HF hub id (is the hub reachable, or the model cached?)"
         raise ModelNotFound(f"{key}: cannot load {spec!r} as an {where}: {err}") from None
+
+
+# Tokenizer fingerprints ----------------------------------------------------------------
+#
+# The SFT data depends on the base model only through its tokenizer (chat template, token
+# counts, stop token). Many base models share one tokenizer (SmolLM2 135M/360M/1.7B, Qwen2.5
+# 0.5B to 72B), so the tokenizer job is keyed by what the tokenizer *is*, not by the model's
+# name: a new base model with the same tokenizer retrains, but keeps its SFT data.
+
+# Files of a model folder that cannot change its tokenizer: a new checkpoint of the same
+# model must not cost a tokenizer load at DAG time.
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack", ".onnx")
+
+
+def folder_digest(folder: str | Path) -> str:
+    """sha256 over every file's name and content; dotfiles (Snakemake's timestamp) aside."""
+    folder = Path(folder)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        digest.update(rel.as_posix().encode("utf-8") + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def tokenizer_source(spec: str) -> dict:
+    """What the tokenizer of `spec` is read from, as cheap stat() facts, and the transformers
+    version that reads it: when they are unchanged, so is the tokenizer. Hub ids are taken
+    as immutable, as the base rule does."""
+    source = {"spec": spec, "transformers": importlib.metadata.version("transformers")}
+    if spec.startswith("bundled:"):
+        files = [bundled_gguf(spec, "base_model")]
+    else:
+        folder = Path(spec).expanduser()
+        if not folder.is_dir():
+            return source
+        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.endswith(WEIGHT_SUFFIXES))
+    return source | {"files": [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in files]}
+
+
+def tokenizer_fingerprint(spec: str, memo_dir: str | Path) -> str:
+    """The digest of the folder `save_pretrained` writes for the base model's tokenizer.
+
+    Loading a tokenizer takes seconds (six for the bundled GGUF), too slow for every DAG
+    evaluation, so the digest is memoized under `memo_dir`, keyed by `tokenizer_source`.
+    """
+    source = json.dumps(tokenizer_source(spec), sort_keys=True)
+    memo = Path(memo_dir) / f"{hashlib.sha256(source.encode('utf-8')).hexdigest()}.json"
+    if memo.is_file():
+        return json.loads(memo.read_text(encoding="utf-8"))["fingerprint"]
+    tokenizer = load_tokenizer(spec)
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        fingerprint = folder_digest(tmp)
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    partial = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
+    partial.write_text(json.dumps({"source": json.loads(source), "fingerprint": fingerprint}), encoding="utf-8")
+    os.replace(partial, memo)  # concurrent DAG evaluations (cluster jobs) never see half a memo
+    return fingerprint

@@ -1,0 +1,296 @@
+"""The incremental-rebuild contract (README, "Why is this rerunning?"), one test per row.
+
+A tiny but real five-task pipeline is built once. Each row then applies its change to a copy
+of that working directory (config, vault, prompts and Snakemake's metadata all live in it,
+with relative paths, so the copy is an exact stand-in) and checks the exact set of jobs that
+Snakemake plans. Rows that change what the teacher is asked also run the teacher jobs and
+count the answers that had to be paid for again.
+
+How a job is named: `snakemake --summary` is Snakemake's machine-readable plan, one TSV row per
+output file with the rule that makes it and whether an update is pending. A job is
+(rule, task), the task read from the output's path (`results/<task>/...`; None for the
+shared `results/base/...` and `results/report.md`). The per-rule counts are checked against
+the job-stats table that `snakemake -n` prints, so both views of the plan agree.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import stat
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, default_config, snakemake
+
+from vault_distill.models import resolve_gguf
+
+pytestmark = pytest.mark.slow
+
+TASKS = list(default_config()["tasks"])
+EXAMPLES = 3
+# A task's rules, in pipeline order; `report` and the base rules are shared by every task.
+CHAIN = ("extract", "teach", "split", "train", "merge", "convert", "modelfile", "evaluate")
+REPORT = {("report", None)}
+# Rules that only name targets: they have no output and are not jobs of the contract.
+TARGET_RULES = {"all", "teacher", "sft", "gguf", *TASKS}
+
+
+def chain(task: str, first: str) -> set[tuple[str, str]]:
+    """`first` and every later job of `task`."""
+    return {(rule, task) for rule in CHAIN[CHAIN.index(first) :]}
+
+
+def every_task(first: str) -> set[tuple[str, str]]:
+    return set().union(*(chain(task, first) for task in TASKS))
+
+
+def tiny_config() -> dict:
+    """The embedded default, shrunk: every path relative to the working directory."""
+    config = default_config()
+    config["vault"] = "vault"
+    for name, task in config["tasks"].items():
+        task.update(
+            system_prompt=f"prompts/{name}.md",
+            output_schema=f"schemas/{name}.schema.json",
+            examples=EXAMPLES,
+            val_fraction=0.34,  # 2 train, 1 held out; still 1 + 1 if an answer is rejected
+            training={},
+        )
+    config["teacher"].update(max_tokens=160, n_ctx=2048)
+    config["training"].update(max_length=256, max_steps=1, batch_size=1, lora_r=4, lora_alpha=8)
+    return config
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    """One real build of all five models: vault -> teacher -> SFT -> HQQ QLoRA -> GGUF."""
+    workdir = tmp_path_factory.mktemp("contract") / "built"
+    shutil.copytree(ROOT / "resources" / "vault", workdir / "vault")
+    shutil.copytree(ROOT / "resources" / "prompts", workdir / "prompts")
+    shutil.copytree(ROOT / "resources" / "schemas", workdir / "schemas")
+    write_config(workdir, tiny_config())
+    snakemake(workdir, "--cores", "2", "all", timeout=3600)
+    return workdir
+
+
+def write_config(workdir: Path, config: dict) -> None:
+    (workdir / "config").mkdir(exist_ok=True)
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+
+
+def read_config(workdir: Path) -> dict:
+    return yaml.safe_load((workdir / "config" / "config.yaml").read_text(encoding="utf-8"))
+
+
+def link_or_copy(src: str, dst: str) -> None:
+    """Model files are hard-linked (no row writes to them: Snakemake deletes an output before
+    its job rewrites it); small files, which rows edit in place, are copied. Both keep mtimes."""
+    if os.stat(src).st_size > 2**20:
+        os.link(src, dst)
+    else:
+        shutil.copy2(src, dst)
+
+
+@pytest.fixture
+def work(built, tmp_path) -> Path:
+    """A private copy of the built working directory, Snakemake's metadata included."""
+    workdir = tmp_path / "work"
+    shutil.copytree(built, workdir, symlinks=True, copy_function=link_or_copy)
+    return workdir
+
+
+def summary_rows(workdir: Path, target: str = "all") -> list[dict]:
+    """`snakemake --summary`: one row per output (output_file, date, rule, status, plan...)."""
+    summary = snakemake(workdir, "--summary", target).stdout
+    return list(csv.DictReader(io.StringIO(summary[summary.index("output_file\t") :]), delimiter="\t"))
+
+
+def planned_jobs(workdir: Path, target: str = "all") -> set[tuple[str, str | None]]:
+    rows = summary_rows(workdir, target)
+    jobs = {(row["rule"], task_of(row["output_file"])) for row in rows if row["plan"] == "update pending"}
+    dry_run = snakemake(workdir, "-n", target).stdout
+    assert Counter(rule for rule, _ in jobs) == dry_run_job_counts(dry_run), dry_run
+    return jobs
+
+
+def task_of(output: str) -> str | None:
+    parts = Path(output).parts
+    return parts[1] if len(parts) > 2 and parts[0] == "results" and parts[1] in TASKS else None
+
+
+def dry_run_job_counts(text: str) -> Counter:
+    """The job-stats table of `snakemake -n`, without the target-only rules."""
+    if "Nothing to be done" in text:
+        return Counter()
+    table = text[text.index("Job stats:") :].split("total", 1)[0]
+    counts = Counter({rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", table, re.M)})
+    for rule in TARGET_RULES:
+        counts.pop(rule, None)
+    return counts
+
+
+def assert_plan(workdir: Path, expected: set) -> None:
+    planned = planned_jobs(workdir)
+    assert planned == expected, f"unexpected: {sorted(planned - expected)}, missing: {sorted(expected - planned)}"
+
+
+def run_teachers(workdir: Path) -> dict[str, dict]:
+    """Run every teacher job that is out of date; the teacher stats of every task."""
+    snakemake(workdir, "--cores", "2", "teacher")
+    return {task: json.loads((workdir / f"results/{task}/teacher_stats.json").read_text()) for task in TASKS}
+
+
+def rewrite(path: Path, text: str) -> None:
+    """Replace a file's content without writing through a hard link into the build."""
+    path.unlink()
+    path.write_text(text, encoding="utf-8")
+
+
+def append(path: Path, text: str) -> None:
+    rewrite(path, path.read_text(encoding="utf-8") + text)
+
+
+def test_nothing_changed_nothing_reruns(built):
+    dry_run = snakemake(built, "-n", "all")
+    assert "Nothing to be done" in dry_run.stdout + dry_run.stderr
+    assert planned_jobs(built) == set()
+    stats = {task: json.loads((built / f"results/{task}/teacher_stats.json").read_text()) for task in TASKS}
+    assert all(s["asked"] == EXAMPLES and s["generated"] == EXAMPLES for s in stats.values()), stats
+
+
+@pytest.mark.parametrize(("key", "value"), [("learning_rate", 5e-4), ("epochs", 2), ("lora_r", 8)])
+def test_one_task_training_setting_retrains_that_task_only(work, key, value):
+    config = read_config(work)
+    config["tasks"]["planner"]["training"][key] = value
+    write_config(work, config)
+    assert_plan(work, chain("planner", "train") | REPORT)
+
+    # Snakemake says why: the dry run gives each job's reason (with the params before and
+    # now), and the summary's status names the outputs whose own params changed.
+    dry_run = snakemake(work, "-n", "all").stdout
+    train_job = dry_run[dry_run.index("output: results/planner/adapter") :]
+    reason = re.search(r"^\s+reason: (.*)$", train_job, re.M).group(1)
+    assert reason.startswith("Params have changed since last execution")
+    assert f"'{key}': {value!r}" in reason.split(" now: ")[1]
+    changed = {row["output_file"] for row in summary_rows(work) if row["status"] == "params changed"}
+    assert changed == {f"results/planner/{name}" for name in ("adapter", "train_metrics.json", "train_log.csv")}
+
+
+def test_one_task_system_prompt_asks_that_teacher_again(work):
+    append(work / "prompts/judge.md", "\nAlways name the note's weakest section.\n")
+    assert_plan(work, chain("judge", "teach") | REPORT)
+    stats = run_teachers(work)
+    assert stats["judge"]["generated"] == EXAMPLES and stats["judge"]["cached"] == 0
+
+
+def test_one_task_note_selector_reextracts_that_task(work):
+    config = read_config(work)
+    config["tasks"]["analyst"]["select"]["exclude_globs"] = ["tech/Bash*"]
+    write_config(work, config)
+    assert_plan(work, chain("analyst", "extract") | REPORT)
+
+
+def test_note_read_by_one_task_pays_only_for_changed_inputs(work):
+    # Daily notes are read by the reflector only; 2026-09-01 opens the first 7-day window alone.
+    append(work / "vault/daily/2026-09-01.md", "\nLong walk in the evening, slept well.\n")
+    assert_plan(work, chain("reflector", "extract") | REPORT)
+    stats = run_teachers(work)
+    assert stats["reflector"]["generated"] == 1 and stats["reflector"]["cached"] == EXAMPLES - 1
+
+
+def test_new_note_in_a_shared_folder_reruns_the_two_tasks_that_read_it(work):
+    # tech/ is read by the seeder (with topics/) and the analyst; the name sorts first, so the
+    # note becomes the first input of both, and only its answer is new.
+    (work / "vault/tech/Aardvark profiling.md").write_text(
+        "---\ntags: [python, performance]\n---\n"
+        "py-spy showed 60% of the time in json.loads; switching to orjson halved the request latency.\n",
+        encoding="utf-8",
+    )
+    assert_plan(work, chain("seeder", "extract") | chain("analyst", "extract") | REPORT)
+    stats = run_teachers(work)
+    for task in ("seeder", "analyst"):
+        assert stats[task]["generated"] == 1 and stats[task]["cached"] == EXAMPLES - 1, stats[task]
+
+
+def copy_base_model(work: Path) -> Path:
+    """A local HF folder holding the very same model and tokenizer: a new base model by name."""
+    folder = work / "models/smollm2-copy"
+    shutil.copytree(work / "results/base/model", folder, copy_function=link_or_copy)
+    return folder
+
+
+def test_new_base_model_with_the_same_tokenizer_retrains_but_keeps_the_sft_data(work):
+    copy_base_model(work)
+    config = read_config(work)
+    config["base_model"] = "models/smollm2-copy"
+    write_config(work, config)
+    assert_plan(work, {("base", None), ("quantize", None), ("base_gguf", None)} | every_task("train") | REPORT)
+
+
+def test_new_base_model_with_another_tokenizer_also_redoes_the_sft_data(work):
+    template = copy_base_model(work) / "chat_template.jinja"
+    rewrite(template, template.read_text(encoding="utf-8").replace("<|im_start|>", "<|im_start|> "))
+    config = read_config(work)
+    config["base_model"] = "models/smollm2-copy"
+    write_config(work, config)
+    expected = {("base_tokenizer", None), ("base", None), ("quantize", None), ("base_gguf", None)}
+    assert_plan(work, expected | every_task("split") | REPORT)
+
+
+def test_quantization_setting_requantizes_and_retrains_every_task(work):
+    config = read_config(work)
+    config["quantization"]["group_size"] = 32
+    write_config(work, config)
+    assert_plan(work, {("quantize", None)} | every_task("train") | REPORT)
+
+
+def test_teacher_model_asks_every_teacher_again(work):
+    config = read_config(work)
+    config["teacher"]["model"] = str(resolve_gguf("bundled:smollm2", "teacher.model"))
+    write_config(work, config)
+    assert_plan(work, every_task("teach") | REPORT)
+    stats = run_teachers(work)
+    assert {task: (s["generated"], s["cached"]) for task, s in stats.items()} == dict.fromkeys(TASKS, (EXAMPLES, 0))
+
+
+def test_teacher_backend_asks_every_teacher_again(work):
+    answer = {"score": 3, "verdict": "improve", "strengths": ["clear"], "gaps": ["no sources"]}
+    teacher = work / "teacher.sh"
+    teacher.write_text(f"#!/bin/sh\ncat > /dev/null\necho '{json.dumps(answer)}'\n", encoding="utf-8")
+    teacher.chmod(teacher.stat().st_mode | stat.S_IXUSR)
+    config = read_config(work)
+    config["teacher"].update(backend="command", command=[str(teacher)])
+    write_config(work, config)
+    assert_plan(work, every_task("teach") | REPORT)
+    snakemake(work, "--cores", "2", "results/judge/teacher.jsonl")
+    stats = json.loads((work / "results/judge/teacher_stats.json").read_text())
+    assert (stats["generated"], stats["cached"], stats["accepted"]) == (EXAMPLES, 0, EXAMPLES)
+
+
+def test_deleted_gguf_is_rebuilt_from_the_kept_adapter(work):
+    (work / "results/judge/judge.Q8_0.gguf").unlink()
+    assert_plan(work, chain("judge", "merge") | REPORT)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"teacher": {"timeout_s": 30, "max_retries": 1, "cache_dir": "cache/teacher-moved", "base_url": "http://x"}},
+        {"checkpoints": {"dir": "cache/ckpt", "every_steps": 5}},
+        {"training": {"gradient_checkpointing": True}},
+    ],
+    ids=["teacher-transport", "checkpoints", "gradient-checkpointing"],
+)
+def test_operational_settings_rerun_nothing(work, change):
+    config = read_config(work)
+    for section, values in change.items():
+        config[section].update(values)
+    write_config(work, config)
+    assert planned_jobs(work) == set()
