@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import signal
@@ -92,3 +93,27 @@ def kill_snakemake_when(workdir: Path, target: str, ready, timeout_s: float, set
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     snakemake(workdir, "--unlock")
+
+
+def _report_held_keys(root: str, results) -> None:
+    from vault_distill.cache import ResponseCache
+
+    cache = ResponseCache(root)
+    held = []
+    for path in sorted(Path(root).glob("??/*.json")):
+        with cache.hold(path.stem, wait=False) as entry:
+            if entry is None:
+                held.append(path.stem)
+    results.put(held)
+
+
+def held_cache_keys(root: Path) -> list[str]:
+    """Teacher-cache keys whose lock some process (this one included) holds right now. Asked
+    from a fresh process, because POSIX locks never conflict within the process holding them."""
+    spawn = multiprocessing.get_context("spawn")
+    results = spawn.Queue()
+    probe = spawn.Process(target=_report_held_keys, args=(str(root), results))
+    probe.start()
+    held = results.get(timeout=60)
+    probe.join()
+    return held

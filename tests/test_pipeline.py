@@ -7,6 +7,8 @@ import jsonschema
 import pytest
 from conftest import ROOT, absolute_resources, default_config, kill_snakemake_when, make_workdir, snakemake
 
+from vault_distill.cache import ResponseCache
+
 pytestmark = pytest.mark.slow
 
 SFT_TARGETS = [f"results/{task}/sft/{split}.jsonl" for task in default_config()["tasks"] for split in ("train", "val")]
@@ -56,10 +58,10 @@ def test_sft_datasets_for_all_five_tasks_then_nothing_to_do(tmp_path):
 def test_killed_teacher_reruns_only_missing_inputs(tmp_path):
     config = small_config(tmp_path, examples=10)
     workdir = make_workdir(tmp_path, config)
-    cache = Path(config["teacher"]["cache_dir"])
+    cache = ResponseCache(config["teacher"]["cache_dir"])
     target = "results/judge/teacher.jsonl"
-    kill_snakemake_when(workdir, target, lambda: len(list(cache.rglob("*.json"))) >= 3, timeout_s=300)
-    cached_before = len(list(cache.rglob("*.json")))
+    kill_snakemake_when(workdir, target, lambda: len(cache.stored_keys()) >= 3, timeout_s=300)
+    cached_before = len(cache.stored_keys())
     assert 3 <= cached_before < 10
     assert not (workdir / target).exists()
 
@@ -67,4 +69,4 @@ def test_killed_teacher_reruns_only_missing_inputs(tmp_path):
     stats = json.loads((workdir / "results/judge/teacher_stats.json").read_text())
     assert stats["cached"] == cached_before
     assert stats["generated"] == 10 - cached_before
-    assert len(list(cache.rglob("*.json"))) == 10
+    assert len(cache.stored_keys()) == 10

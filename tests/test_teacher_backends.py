@@ -24,9 +24,11 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from conftest import held_cache_keys
 from servers.anthropic_fake import FakeAnthropic
 from servers.llama_server import LlamaServer, free_port
 
+from vault_distill.cache import ResponseCache
 from vault_distill.models import resolve_gguf
 from vault_distill.teacher import TeacherError, TransientError, run_teacher
 
@@ -90,12 +92,13 @@ def make_inputs(count: int) -> list[dict]:
     ]
 
 
-def cache_files(cache_dir: Path) -> dict[str, list[Path]]:
-    files = [path for path in Path(cache_dir).rglob("*") if path.is_file()]
+def cache_files(cache_dir: Path) -> dict[str, list]:
+    """The cache's complete records, the keys some process still holds, and every file."""
+    cache = ResponseCache(cache_dir)
     return {
-        "json": [path for path in files if path.suffix == ".json" and not path.name.startswith(".")],
-        "lock": [path for path in files if path.suffix == ".lock"],
-        "all": files,
+        "json": [cache.path(key) for key in cache.stored_keys()],
+        "held": held_cache_keys(cache_dir),
+        "all": [path for path in Path(cache_dir).rglob("*") if path.is_file()],
     }
 
 
@@ -142,7 +145,7 @@ def test_openai_backend_against_llama_cpp_server_then_cache(llama_server, cache_
     assert [example["sources"] for example in first.examples] == [["note1.md"], ["note2.md"], ["note3.md"]]
     assert_schema_valid_examples(first)
     files = cache_files(cache_dir)
-    assert len(files["json"]) == 3 and not files["lock"]
+    assert len(files["json"]) == 3 and not files["held"]
 
     # The cache key leaves out the endpoint and retry policy: the same answers come back with
     # the server out of reach (a closed port), and no retry is even allowed.
@@ -174,7 +177,7 @@ def test_openai_json_schema_format_is_refused_by_llama_cpp_server(llama_server, 
         run_teacher(make_inputs(1), SYSTEM, SCHEMA, fmt, max_examples=1)
     files = cache_files(cache_dir)
     assert not files["json"], "a failed request must not be cached"
-    assert not files["lock"], "the lock must be released when the request fails"
+    assert not files["held"], "the key must be released when the request fails"
 
 
 # --------------------------------------------------------------------------- anthropic
@@ -304,7 +307,7 @@ def test_anthropic_400_is_not_retried(anthropic_server, cache_dir):
     assert len(anthropic_server.requests) == 1
     assert ANTHROPIC_KEY not in str(caught.value)
     files = cache_files(cache_dir)
-    assert not files["json"] and not files["lock"]
+    assert not files["json"] and not files["held"]
 
 
 def test_anthropic_wrong_key_is_a_teacher_error(anthropic_server, cache_dir, monkeypatch):
@@ -412,7 +415,7 @@ def test_command_timeout_is_retried_then_raised(tmp_path, cache_dir, counter):
     assert calls(counter) == 2
     assert time.monotonic() - started < 8, "the timed-out command must be killed, not waited for"
     files = cache_files(cache_dir)
-    assert not files["json"] and not files["lock"]
+    assert not files["json"] and not files["held"]
 
 
 def test_command_nonzero_exit_is_retried_then_raised(tmp_path, cache_dir, counter):
@@ -435,7 +438,7 @@ def test_command_program_not_found_is_a_teacher_error(tmp_path, cache_dir):
     config = settings(backend="command", model="script", command=[str(missing), "-p"], cache_dir=str(cache_dir))
     with pytest.raises(TeacherError, match=re.escape(f"program not found: {missing}")):
         run_teacher(make_inputs(1), SYSTEM, SCHEMA, config, max_examples=1)
-    assert not cache_files(cache_dir)["lock"]
+    assert not cache_files(cache_dir)["held"]
 
 
 # --------------------------------------------------------------------------- llama_cpp

@@ -25,8 +25,8 @@ rule base:
         "../../envs/vault-distill.yaml"
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=base_memory_mb,
+        runtime=base_runtime,
         gpu=0,
     params:
         base_model=config["base_model"],

@@ -1,4 +1,5 @@
 import functools
+import json
 import re
 import sys
 from pathlib import Path
@@ -16,8 +17,25 @@ from vault_distill.config import (  # noqa: E402
     training_settings,
 )
 from vault_distill.gguf import gguf_suffix  # noqa: E402
-from vault_distill.models import ModelNotFound, tokenizer_fingerprint  # noqa: E402
+from vault_distill.models import (  # noqa: E402
+    BUNDLED,
+    ModelNotFound,
+    bundled_gguf,
+    resolve_gguf,
+    tokenizer_fingerprint,
+)
 from vault_distill.report import base_files, task_files  # noqa: E402
+from vault_distill.resources import (  # noqa: E402
+    CLIENT_MB,
+    folder_mb,
+    memory_mb,
+    minutes,
+    source_model_mb,
+    teacher_seconds,
+    training_memory_extra_mb,
+    training_seconds,
+    training_tokens,
+)
 from vault_distill.teacher import generation_identity  # noqa: E402
 from vault_distill.train import LEARNING_KEYS  # noqa: E402
 from vault_distill.vault import notes_read_by_task  # noqa: E402
@@ -142,3 +160,84 @@ def gpu_count():
 def keep_or_temp(path):
     """The merged HF copy is a build intermediate unless gguf.keep_merged asks to keep it."""
     return path if config["gguf"]["keep_merged"] else temp(path)
+
+
+# Resources ----------------------------------------------------------------------
+# What each job asks a scheduler for (Slurm: --mem, --time, --gpus, --cpus-per-task), sized
+# from the config and from the model files a job reads; see vault_distill/resources.py.
+# Functions of `input` are <TBD> in a dry run until that input exists.
+
+
+def base_memory_mb(wildcards, attempt):
+    """Materializing the base holds the source and the bf16 copy it writes."""
+    return memory_mb(source_model_size_mb(), copies=3, attempt=attempt)
+
+
+def base_runtime(wildcards, attempt):
+    """Downloading (hub ids) and writing the bf16 copy, at 10 MB/s or better each."""
+    return minutes(source_model_size_mb() * 0.2, attempt)
+
+
+def source_model_size_mb():
+    spec = config["base_model"]
+    return source_model_mb(spec, bundled_gguf(spec, "base_model") if spec in BUNDLED else None)
+
+
+def model_memory_mb(input_key, copies):
+    """A job that holds `copies` of the bf16 model in the folder input[input_key] at once."""
+
+    def mem_mb(wildcards, input, attempt):
+        return memory_mb(folder_mb(input[input_key]), copies, attempt)
+
+    return mem_mb
+
+
+def model_runtime(input_key, seconds_per_mb):
+    """A job whose work grows with the size of the model in the folder input[input_key]."""
+
+    def runtime(wildcards, input, attempt):
+        return minutes(folder_mb(input[input_key]) * seconds_per_mb, attempt)
+
+    return runtime
+
+
+def quantize_seconds_per_mb():
+    """Measured on CPU: 130 s (optimize) and 1 s (no optimize) for 257 MB; loading dominates."""
+    return 0.5 if config["quantization"]["optimize"] else 0.05
+
+
+def quantized_model_mb(input):
+    """The bf16 size of the model behind the HQQ folder (an overestimate: embeddings stay bf16)."""
+    return folder_mb(input.quantized) * 16 / config["quantization"]["nbits"]
+
+
+def train_memory_mb(wildcards, input, attempt):
+    """Two copies of the model (load and dequantize), then one batch's activations and logits."""
+    model_mb = quantized_model_mb(input)  # first: <TBD> while the folder is not built
+    model_config = json.loads((Path(input.quantized) / "config.json").read_text(encoding="utf-8"))
+    extra = training_memory_extra_mb(model_config, training_settings(config, wildcards.task))
+    return memory_mb(model_mb, 2, attempt, extra_mb=extra)
+
+
+def train_runtime(wildcards, input, attempt):
+    """Every step at full length, at the measured CPU speed scaled by model size (or a GPU's)."""
+    examples = sum(1 for line in Path(input.train).read_text(encoding="utf-8").splitlines() if line)
+    tokens = training_tokens(examples, training_settings(config, wildcards.task))
+    return minutes(training_seconds(quantized_model_mb(input), tokens, gpu_count() > 0), attempt)
+
+
+def teacher_threads():
+    """Only the in-process llama.cpp teacher computes; the others wait on a server."""
+    return 2 if config["teacher"]["backend"] == "llama_cpp" else 1
+
+
+def teacher_memory_mb(wildcards, attempt):
+    teacher = config["teacher"]
+    if teacher["backend"] != "llama_cpp":
+        return CLIENT_MB * attempt
+    return memory_mb(folder_mb(resolve_gguf(teacher["model"], "teacher.model")), 1.5, attempt)
+
+
+def teacher_runtime(wildcards, attempt):
+    examples = config["tasks"][wildcards.task]["examples"]
+    return minutes(teacher_seconds(examples, config["teacher"]), attempt)

@@ -14,8 +14,8 @@ rule convert:
         "../../envs/vault-distill.yaml"
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=model_memory_mb("merged", copies=4),
+        runtime=model_runtime("merged", seconds_per_mb=0.2),
         gpu=0,
     params:
         outtype=config["gguf"]["outtype"],

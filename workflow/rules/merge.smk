@@ -12,8 +12,8 @@ rule merge:
         "../../envs/vault-distill.yaml"
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=60,
-        gpu=0,
+        mem_mb=model_memory_mb("base", copies=2),
+        runtime=model_runtime("base", seconds_per_mb=0.1),
+        gpu=gpu_count(),
     script:
         "../scripts/merge.py"

@@ -11,8 +11,8 @@ rule quantize:
         "../../envs/vault-distill.yaml"
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=model_memory_mb(0, copies=2),
+        runtime=model_runtime(0, quantize_seconds_per_mb()),
         gpu=gpu_count(),
     params:
         quantization=config["quantization"],

@@ -13,10 +13,10 @@ rule teach:
         "results/benchmarks/{task}/teacher.tsv"
     conda:
         "../../envs/vault-distill.yaml"
-    threads: 2
+    threads: teacher_threads()
     resources:
-        mem_mb=4000,
-        runtime=120,
+        mem_mb=teacher_memory_mb,
+        runtime=teacher_runtime,
         gpu=0,
     params:
         teacher=TEACHER_GENERATION,

@@ -16,8 +16,8 @@ rule train:
         "../../envs/vault-distill.yaml"
     threads: 2
     resources:
-        mem_mb=12000,
-        runtime=240,
+        mem_mb=train_memory_mb,
+        runtime=train_runtime,
         gpu=gpu_count(),
     params:
         training=task_training(*TRAINING_KEYS),

@@ -1,19 +1,43 @@
 """A content-addressed response cache that many processes, on many hosts, can share.
 
-One JSON file per key, written to a temporary name and renamed into place, so a
-reader never sees a torn record and a killed writer loses only the answer it was
-waiting for. A per-key lock file (O_CREAT | O_EXCL, atomic on local and NFSv3+
-filesystems) makes sure that only one worker pays for a key at a time.
+One file per key, `<root>/<key[:2]>/<key>.json`, holding one JSON record. Whoever reads or
+writes a key holds a POSIX record lock (fcntl.lockf) on that file, so:
+
+- only one worker at a time can find a key missing and pay for it; the others wait for its
+  lock and then read its answer (no duplicate paid calls);
+- a record is written whole under the exclusive lock and fsynced before the lock is released,
+  so no locked reader ever sees half of one; a writer killed mid-write leaves a prefix that
+  does not parse as JSON, which reads as a miss and is paid for again (no torn records);
+- every key has its own file, so writers of different keys never touch the same bytes
+  (no lost entries);
+- the kernel, or on NFS the lock manager, drops a dead process's locks: no lock outlives
+  its holder, and there is no stale-lock guessing.
+
+Why in place rather than write-to-temp + rename: a lock belongs to an inode, so a rename would
+hand a waiting worker the lock of a file that is no longer in the cache. And on NFS, taking a
+lock is what makes a client revalidate its cached copy of a file's data (nfs(5), "File
+locking"), whereas nothing makes it revalidate a cached "no such file" for a name that
+another node has just renamed into place.
+
+The cache directory therefore needs cluster-wide POSIX locks: a local disk, NFSv3 with lockd,
+NFSv4, GPFS, Lustre mounted with `-o flock`, BeeGFS with tuneUseGlobalFileLocks. POSIX locks
+belong to a process, so one process must not hold the same key twice (the teacher asks one
+key at a time).
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
+import logging
 import os
-import socket
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def cache_key(payload: dict) -> str:
@@ -21,85 +45,79 @@ def cache_key(payload: dict) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def _read_record(fd: int, path: Path) -> dict | None:
+    size = os.fstat(fd).st_size
+    data = os.pread(fd, size, 0) if size else b""
+    if not data:
+        return None  # claimed by a worker that failed or was killed before it answered
+    try:
+        value = json.loads(data)
+    except ValueError:  # includes UnicodeDecodeError
+        log.warning("cache: %s holds an incomplete record (a writer was killed); asking again", path)
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class CacheEntry:
+    """One key, held exclusively: what is stored for it, and a way to store it."""
+
+    def __init__(self, fd: int, path: Path):
+        self._fd = fd
+        self.path = path
+
+    def read(self) -> dict | None:
+        return _read_record(self._fd, self.path)
+
+    def write(self, value: dict) -> None:
+        data = (json.dumps(value, ensure_ascii=False) + "\n").encode("utf-8")
+        os.ftruncate(self._fd, 0)
+        written = 0
+        while written < len(data):
+            written += os.pwrite(self._fd, data[written:], written)
+        os.fsync(self._fd)
+
+
 class ResponseCache:
-    def __init__(self, root: str | Path, stale_after_s: float = 3600.0):
+    def __init__(self, root: str | Path):
         self.root = Path(root)
-        self.stale_after_s = stale_after_s
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def _path(self, key: str) -> Path:
+    def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
 
-    def get(self, key: str) -> dict | None:
+    @contextmanager
+    def hold(self, key: str, wait: bool = True) -> Iterator[CacheEntry | None]:
+        """Hold `key` exclusively for the `with` block. With wait=False, yields None at once
+        when another process holds it, instead of waiting for that process to finish."""
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            return json.loads(self._path(key).read_text(encoding="utf-8"))
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as err:
+                if wait or err.errno not in (errno.EACCES, errno.EAGAIN):
+                    raise
+                yield None
+                return
+            yield CacheEntry(fd, path)
+        finally:
+            os.close(fd)  # closing the file releases the lock
+
+    def get(self, key: str) -> dict | None:
+        """The stored record for `key`, or None; waits while a writer holds the key."""
+        path = self.path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             return None
-
-    def put(self, key: str, value: dict) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(value, handle, ensure_ascii=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-
-    # Locks -----------------------------------------------------------------
-
-    def _lock_path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.lock"
-
-    def try_lock(self, key: str) -> bool:
-        """Claim the right to compute `key`. False if another live worker holds it."""
-        lock = self._lock_path(key)
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                if self._is_stale(lock):
-                    lock.unlink(missing_ok=True)
-                    continue
-                return False
-            with os.fdopen(fd, "w") as handle:
-                json.dump({"host": socket.gethostname(), "pid": os.getpid(), "t": time.time()}, handle)
-            return True
-        return False
-
-    def unlock(self, key: str) -> None:
-        self._lock_path(key).unlink(missing_ok=True)
-
-    def _is_stale(self, lock: Path) -> bool:
         try:
-            owner = json.loads(lock.read_text())
-            age = time.time() - lock.stat().st_mtime
-        except (OSError, ValueError):
-            return False  # being written right now, or just released
-        if owner.get("host") == socket.gethostname():
-            return not _pid_alive(owner.get("pid", -1))
-        return age > self.stale_after_s
+            fcntl.lockf(fd, fcntl.LOCK_SH)
+            return _read_record(fd, path)
+        finally:
+            os.close(fd)
 
-    def wait_for(self, key: str, poll_s: float = 0.5) -> dict | None:
-        """Wait while another worker holds the lock; its answer, or None if it gave up."""
-        while True:
-            value = self.get(key)
-            if value is not None:
-                return value
-            lock = self._lock_path(key)
-            if not lock.exists() or self._is_stale(lock):
-                return self.get(key)
-            time.sleep(poll_s)
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    def stored_keys(self) -> list[str]:
+        """Every key that has a complete record, sorted."""
+        keys = (path.stem for path in self.root.glob("??/*.json"))
+        return sorted(key for key in keys if self.get(key) is not None)

@@ -18,12 +18,13 @@ log = logging.getLogger(__name__)
 QUANTIZED_TENSOR = re.compile(r"(^|\.)(W_q|meta|scale|zero|lora_[AB]|base_layer)(\.|$)")
 
 
-def merge_adapter(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path) -> dict:
+def merge_adapter(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path, device: str = "cpu") -> dict:
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.bfloat16)
+    placement = {} if device == "cpu" else {"device_map": device}
+    base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.bfloat16, **placement)
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     leftovers = [name for name in merged.state_dict() if QUANTIZED_TENSOR.search(name)]
     if leftovers:

@@ -310,36 +310,36 @@ def run_teacher(
     keys = [cache_key({**identity, "system": system, "user": rec["user"], "schema": schema}) for rec in chosen]
 
     backend = None
+
+    def answer(entry, index: int) -> tuple[dict, bool]:
+        """The stored outcome for this input, or a new one, paid for and stored; and whether it was paid."""
+        nonlocal backend
+        if (stored := entry.read()) is not None:
+            return stored, False
+        if backend is None:
+            factory = backend_factory or BACKENDS[settings["backend"]]
+            backend = factory(settings, threads=threads)
+        outcome = ask_with_retries(backend, settings, system, chosen[index]["user"], schema)
+        entry.write(outcome)
+        return outcome, True
+
     counts = {"cached": 0, "generated": 0, "waited": 0}
     outcomes: dict[int, dict] = {}
     deferred = []
     bar = tqdm(total=len(chosen), desc="teacher", unit="input", file=progress_file, mininterval=1.0)
     for index, key in enumerate(keys):
-        if (hit := cache.get(key)) is not None:
-            outcomes[index] = hit
-            counts["cached"] += 1
-            bar.update()
-            continue
-        if not cache.try_lock(key):
-            deferred.append(index)  # another worker is paying for it; collect it at the end
-            continue
-        try:
-            if backend is None:
-                factory = backend_factory or BACKENDS[settings["backend"]]
-                backend = factory(settings, threads=threads)
-            outcome = ask_with_retries(backend, settings, system, chosen[index]["user"], schema)
-            cache.put(key, outcome)
-        finally:
-            cache.unlock(key)
-        outcomes[index] = outcome
-        counts["generated"] += 1
+        with cache.hold(key, wait=False) as entry:
+            if entry is None:
+                deferred.append(index)  # another worker is paying for it; collect it at the end
+                continue
+            outcomes[index], paid = answer(entry, index)
+        counts["generated" if paid else "cached"] += 1
         bar.update()
     for index in deferred:
-        outcome = cache.wait_for(keys[index])
-        if outcome is None:
-            raise TeacherError(f"another teacher worker gave up on input {chosen[index]['id']}; rerun to retry it")
-        outcomes[index] = outcome
-        counts["waited"] += 1
+        # Waits for the other worker; pays only if it died or failed before it answered.
+        with cache.hold(keys[index]) as entry:
+            outcomes[index], paid = answer(entry, index)
+        counts["generated" if paid else "waited"] += 1
         bar.update()
     bar.close()
 

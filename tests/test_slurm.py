@@ -1,0 +1,181 @@
+"""A slice of the pipeline on a real Slurm cluster, through profiles/slurm, against a local run.
+
+The cluster is one node on this machine (tests/servers/slurm_cluster.py), installed with
+apt-get when missing and skipped, loudly, where that is impossible. Two tasks go from extract to
+GGUF on small settings: every job is a Slurm job, started by snakemake-executor-plugin-slurm.
+The same slice then runs locally, and the two are compared.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, absolute_resources, default_config, make_workdir, snakemake
+from servers.slurm_cluster import SlurmCluster, SlurmUnavailable, ensure_installed
+
+from vault_distill.cache import ResponseCache
+
+pytestmark = pytest.mark.slow
+
+TASKS = ("judge", "analyst")
+TARGETS = [f"results/{task}/{task}.Q8_0.gguf" for task in TASKS]
+# The test cluster has no slurmdbd, so job states come from squeue; it answers at once, so
+# there is no need to wait the default 40 s before the first status query.
+SLURM_FLAGS = (
+    "--slurm-status-command", "squeue",
+    "--slurm-init-seconds-before-status-checks", "5",
+    "--slurm-no-account",
+)  # fmt: skip
+# llama.cpp's spin-waiting threads slow down many times over when anything else wants the CPU
+# (see test_teacher_backends.py), so on this shared 2-core machine the teacher gets one thread,
+# in both runs alike.
+RUN_FLAGS = ("--set-threads", "teach=1")  # first: it takes every word up to the next option
+# The Slurm jobs one run of the slice needs, by rule.
+EXPECTED_JOBS = {
+    "extract": 2,
+    "teach": 2,
+    "base_tokenizer": 1,
+    "base": 1,
+    "split": 2,
+    "quantize": 1,
+    "train": 2,
+    "merge": 2,
+    "convert": 2,
+}
+GPU_RULES = {"quantize", "train", "merge"}
+# Where each benchmarked rule writes its benchmark (the peak memory it really used).
+BENCHMARKS = {
+    "base": "base/model",
+    "quantize": "base/quantize",
+    "teach": "{task}/teacher",
+    "train": "{task}/train",
+    "merge": "{task}/merge",
+    "convert": "{task}/gguf",
+}
+# Files that a deterministic pipeline must reproduce byte for byte.
+DATA_FILES = ("inputs.jsonl", "teacher.jsonl", "teacher_rejects.jsonl", "sft/train.jsonl", "sft/val.jsonl")
+
+
+def slice_config(tmp_path: Path) -> dict:
+    config = absolute_resources(default_config())
+    config["tasks"] = {task: config["tasks"][task] for task in TASKS}
+    for task in TASKS:
+        config["tasks"][task].update(examples=6, val_fraction=0.25)
+    # The teacher cache must be on a path every node sees: with one node, any local folder.
+    config["teacher"].update(cache_dir=str(tmp_path / "teacher-cache"), max_tokens=160, n_ctx=2048)
+    config["training"].update(
+        max_length=256, max_steps=4, batch_size=2, learning_rate=1e-3, lora_r=8, lora_alpha=16, seed=0
+    )
+    config["checkpoints"] = {"dir": str(tmp_path / "checkpoints"), "every_steps": 2}
+    config["gguf"]["check_tokens"] = 4
+    return config
+
+
+def machine_memory_mb() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) // 1024
+    raise RuntimeError("no MemTotal in /proc/meminfo")
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory, request):
+    try:
+        ensure_installed(tmp_path_factory.mktemp("slurm-install") / "apt.log")
+    except SlurmUnavailable as err:
+        message = f"SKIPPING the Slurm integration test: {err}"
+        warnings.warn(message, stacklevel=1)
+        print(f"\n{'!' * 80}\n{message}\n{'!' * 80}", file=sys.stderr)
+        pytest.skip(message)
+    # Two CPUs, like this machine; memory below the machine's, as slurmd requires.
+    cluster = SlurmCluster(cpus=2, real_memory_mb=machine_memory_mb() * 8 // 10)
+    request.addfinalizer(cluster.stop)
+    try:
+        cluster.start()
+    except SlurmUnavailable as err:
+        if "not overwriting" not in str(err):
+            raise
+        pytest.skip(f"SKIPPING the Slurm integration test: {err}")
+    return cluster
+
+
+def read_json(path: Path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def peak_rss_mb(benchmark: Path) -> float:
+    header, values = benchmark.read_text(encoding="utf-8").splitlines()[:2]
+    return float(dict(zip(header.split("\t"), values.split("\t"), strict=True))["max_rss"])
+
+
+def differing_files(task: str, one: Path, other: Path, names) -> list[str]:
+    results = f"results/{task}"
+    return [name for name in names if (one / results / name).read_bytes() != (other / results / name).read_bytes()]
+
+
+def test_pipeline_slice_runs_on_slurm_and_matches_a_local_run(slurm, tmp_path):
+    on_slurm = make_workdir(tmp_path / "slurm", slice_config(tmp_path / "slurm"))
+    started = time.monotonic()
+    profile = str(ROOT / "profiles" / "slurm")
+    run = snakemake(on_slurm, *RUN_FLAGS, "--profile", profile, *SLURM_FLAGS, *TARGETS, timeout=3000)
+    slurm_wall_s = time.monotonic() - started
+    log = run.stdout + run.stderr
+
+    # Every job was submitted to Slurm, ran there to completion, and asked for what its rule declares.
+    job_ids = re.findall(r"has been submitted with SLURM jobid (\d+)", log)
+    jobs = {job_id: slurm.scontrol_job(job_id) for job_id in job_ids}
+    controller_log = slurm.slurmctld_log.read_text(encoding="utf-8")
+    rules = collections.Counter()
+    for job_id, job in jobs.items():
+        rule, _, task = job["Comment"].removeprefix("rule_").partition("_wildcards_")
+        rules[rule] += 1
+        assert job["JobState"] == "COMPLETED", (job_id, rule, job["JobState"])
+        assert job["NodeList"] == slurm.node
+        gpus = job.get("TresPerJob", "")
+        assert (gpus == "gres:gpu:1") == (rule in GPU_RULES), f"{rule} (Slurm job {job_id}): TresPerJob={gpus}"
+        requested_mb = int(re.search(r"mem=(\d+)M", job["TRES"]).group(1))
+        if rule in BENCHMARKS:
+            assert job["NumCPUs"] == ("1" if rule == "teach" else "2"), (rule, job["NumCPUs"])
+            used_mb = peak_rss_mb(on_slurm / "results/benchmarks" / f"{BENCHMARKS[rule].format(task=task)}.tsv")
+            assert used_mb < requested_mb, f"{rule} {task}: peak {used_mb:.0f} MB, requested {requested_mb} MB"
+        # The controller's own log: it started the job on the node (from its main or backfill
+        # scheduler), and the job's batch script exited 0.
+        node = slurm.node
+        started = rf"sched: Allocate JobId={job_id} NodeList={node}|backfill: Started JobId={job_id} in \S+ on {node}"
+        assert re.search(started, controller_log), f"no start of Slurm job {job_id} in slurmctld.log"
+        assert f"_job_complete: JobId={job_id} WEXITSTATUS 0" in controller_log, job_id
+    assert rules == EXPECTED_JOBS, rules
+
+    # The same slice, locally.
+    local = make_workdir(tmp_path / "local", slice_config(tmp_path / "local"))
+    started = time.monotonic()
+    snakemake(local, *RUN_FLAGS, "--cores", "2", *TARGETS, timeout=3000)
+    local_wall_s = time.monotonic() - started
+    print(
+        f"\nSlurm run: {len(job_ids)} Slurm jobs in {slurm_wall_s:.0f} s; the same slice locally: {local_wall_s:.0f} s",
+        file=sys.stderr,
+    )
+
+    for task in TASKS:
+        # Each run paid for its own teacher answers, in its own cache, and got the same ones.
+        for workdir in (on_slurm, local):
+            stats = read_json(workdir / f"results/{task}/teacher_stats.json")
+            assert stats["generated"] == stats["asked"] == 6, stats
+        assert differing_files(task, on_slurm, local, DATA_FILES) == []
+        # Training on the CPU with the same seed and thread count is bit-reproducible here, so
+        # the adapters, the GGUFs and their checks are identical too.
+        trained = ("adapter/adapter_model.safetensors", f"{task}.Q8_0.gguf", "gguf_check.json")
+        assert differing_files(task, on_slurm, local, trained) == []
+        slurm_metrics = read_json(on_slurm / f"results/{task}/train_metrics.json")
+        local_metrics = read_json(local / f"results/{task}/train_metrics.json")
+        assert slurm_metrics["final_train_loss"] == local_metrics["final_train_loss"]
+        assert slurm_metrics["eval_loss"] == local_metrics["eval_loss"]
+    cache = ResponseCache(Path(slice_config(tmp_path / "slurm")["teacher"]["cache_dir"]))
+    assert len(cache.stored_keys()) == 12
