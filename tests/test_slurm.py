@@ -147,9 +147,9 @@ def test_pipeline_slice_runs_on_slurm_and_matches_a_local_run(slurm, tmp_path):
             assert used_mb < requested_mb, f"{rule} {task}: peak {used_mb:.0f} MB, requested {requested_mb} MB"
         # The controller's own log: it started the job on the node (from its main or backfill
         # scheduler), and the job's batch script exited 0.
-        node = slurm.node
-        started = rf"sched: Allocate JobId={job_id} NodeList={node}|backfill: Started JobId={job_id} in \S+ on {node}"
-        assert re.search(started, controller_log), f"no start of Slurm job {job_id} in slurmctld.log"
+        node, jid = slurm.node, job_id
+        start_line = rf"sched: Allocate JobId={jid} NodeList={node}|backfill: Started JobId={jid} in \S+ on {node}"
+        assert re.search(start_line, controller_log), f"no start of Slurm job {job_id} in slurmctld.log"
         assert f"_job_complete: JobId={job_id} WEXITSTATUS 0" in controller_log, job_id
     assert rules == EXPECTED_JOBS, rules
 
