@@ -212,6 +212,8 @@ def score_model_answers(answers: list[dict], schema: dict) -> list[dict]:
 def reference_answer(completion: str) -> str:
     """The teacher's JSON out of a split completion, without the template's end-of-turn token."""
     start = completion.find("{")
+    if start < 0:
+        return completion
     try:
         _, end = json.JSONDecoder().raw_decode(completion[start:])
     except json.JSONDecodeError:
