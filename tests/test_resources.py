@@ -43,9 +43,10 @@ def test_folder_size_and_a_missing_folder(tmp_path):
     assert folder_mb(tmp_path / "model") == 4
     assert folder_mb(tmp_path / "model" / "sub" / "b.bin") == 1
     # Snakemake shows a resource as <TBD> when it fails on a missing input it names.
+    not_built = tmp_path / "results" / "base" / "hqq"
     with pytest.raises(FileNotFoundError) as missing:
-        folder_mb("results/base/hqq")
-    assert missing.value.filename == "results/base/hqq"
+        folder_mb(not_built)
+    assert missing.value.filename == str(not_built)
 
 
 def test_source_model_sizes(tmp_path):
@@ -110,8 +111,11 @@ def test_dry_run_requests(tmp_path):
     }
     # Sizes that depend on files not built yet are evaluated when the job is ready.
     assert auto["train"]["mem_mb"] == "<TBD>" and auto["train"]["runtime"] == "<TBD>"
-    # Known now: 40 examples of at most 384 teacher tokens; the base from the bundled GGUF.
-    assert auto["teach"]["runtime"] == str(minutes(40 * 384 / 20))
+    # Known now: the default examples of at most max_tokens teacher tokens; the base from the bundled GGUF.
+    defaults = yaml.safe_load((ROOT / "config" / "config.yaml").read_text(encoding="utf-8"))
+    examples = {task["examples"] for task in defaults["tasks"].values()}
+    assert len(examples) == 1, "every default task asks for as many examples"
+    assert auto["teach"]["runtime"] == str(minutes(examples.pop() * defaults["teacher"]["max_tokens"] / 20))
     assert 1500 < int(auto["base"]["mem_mb"]) < 4000
 
     on_cpu = dry_run_resources(tmp_path / "cpu", device="cpu")
