@@ -165,9 +165,11 @@ def test_nothing_changed_nothing_reruns(built):
     assert all(s["asked"] == EXAMPLES and s["generated"] == EXAMPLES for s in stats.values()), stats
 
 
-@pytest.mark.parametrize(("key", "value"), [("learning_rate", 5e-4), ("epochs", 2), ("lora_r", 8)])
+@pytest.mark.parametrize(("key", "value"), [("learning_rate", 1.5e-3), ("epochs", 4), ("lora_r", 8)])
 def test_one_task_training_setting_retrains_that_task_only(work, key, value):
     config = read_config(work)
+    inherited = {**config["training"], **config["tasks"]["planner"]["training"]}.get(key)
+    assert value != inherited, f"{key}={value} is what planner already uses: not a change"
     config["tasks"]["planner"]["training"][key] = value
     write_config(work, config)
     assert_plan(work, chain("planner", "train") | REPORT)
