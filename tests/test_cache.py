@@ -134,6 +134,13 @@ def test_concurrent_teachers_pay_once_per_key(tmp_path):
     assert not held_cache_keys(cache.root)
 
 
+def one_input(tmp_path: Path, number: int):
+    """Teacher settings, the paid-calls log, one input record, its cache key and the cache."""
+    settings = teacher_settings(tmp_path)
+    [record] = make_inputs([number])
+    return settings, tmp_path / "calls.log", record, key_of(settings, record), ResponseCache(settings["cache_dir"])
+
+
 def hold_and_write_half(cache_dir, key, record, holding) -> None:
     """A teacher job that took a key and is killed halfway through writing its answer."""
     cache = ResponseCache(cache_dir)
@@ -149,11 +156,7 @@ def hold_and_write_half(cache_dir, key, record, holding) -> None:
 
 
 def test_a_killed_writer_leaves_no_torn_record_and_no_lock(tmp_path):
-    settings = teacher_settings(tmp_path)
-    calls = tmp_path / "calls.log"
-    [record] = make_inputs([7])
-    key = key_of(settings, record)
-    cache = ResponseCache(settings["cache_dir"])
+    settings, calls, record, key, cache = one_input(tmp_path, 7)
     holding = SPAWN.Event()
     writer = SPAWN.Process(
         target=hold_and_write_half,
@@ -187,11 +190,7 @@ def blocked_lock_waiters(path: Path) -> int:
 
 
 def test_a_worker_waits_for_the_holder_and_takes_its_answer(tmp_path):
-    settings = teacher_settings(tmp_path)
-    calls = tmp_path / "calls.log"
-    [record] = make_inputs([3])
-    key = key_of(settings, record)
-    cache = ResponseCache(settings["cache_dir"])
+    settings, calls, record, key, cache = one_input(tmp_path, 3)
     outcome = {"status": "ok", "answer": {"topic": "from the holder", "score": 5}, "attempts": 1}
     start, results = SPAWN.Barrier(1), SPAWN.Queue()
     with cache.hold(key) as entry:

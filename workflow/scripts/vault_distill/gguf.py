@@ -8,10 +8,12 @@ llama-cpp-python was built from (envs/setup.sh unpacks it, with its own gguf-py,
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -75,6 +77,7 @@ def convert_to_gguf(model_dir: str | Path, out_file: str | Path, outtype: str, l
 class GgufCheck:
     template_prompts_equal: int
     tokenization_equal: bool
+    whitespace_resegmentations: int
     compared_tokens: int
     agreed_tokens: int
     greedy_prefix_agreement: int
@@ -103,6 +106,32 @@ def gguf_chat_prompt(llm, messages: list[dict]) -> str:
     return formatter(messages=messages).prompt
 
 
+def whitespace_resegmentations(hf_ids: list[int], gguf_ids: list[int], decode: Callable[[list[int]], str]) -> list[str]:
+    """The whitespace runs that llama.cpp splits differently from HF; fail on any other difference.
+
+    llama.cpp's pre-tokenizer for the SmolLM/GPT-2 family keeps a whitespace run whole before a
+    digit, where HF's regex leaves the last space apart: HF reads "\\n 4" as "\\n", " ", "4" and
+    llama.cpp as "\\n ", "4". Any note with an indented numbered list or aligned numbers meets
+    it, Ollama serves the model with llama.cpp's split anyway, and the text is the same. A wrong
+    vocabulary or pre-tokenizer changes other text (words, digit groups), and that still fails.
+    """
+    from difflib import SequenceMatcher
+
+    resegmented = []
+    matcher = SequenceMatcher(a=list(hf_ids), b=list(gguf_ids), autojunk=False)
+    for tag, hf_start, hf_end, gguf_start, gguf_end in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        hf_text, gguf_text = decode(hf_ids[hf_start:hf_end]), decode(gguf_ids[gguf_start:gguf_end])
+        if hf_text != gguf_text or not hf_text.isspace():
+            raise GgufCheckFailed(
+                f"llama.cpp tokenizes the held-out prompt differently from HF: {hf_text!r} (HF tokens "
+                f"{hf_ids[hf_start:hf_end]}) vs {gguf_text!r} (GGUF tokens {gguf_ids[gguf_start:gguf_end]})"
+            )
+        resegmented.append(hf_text)
+    return resegmented
+
+
 def check_gguf(
     gguf_file: str | Path,
     hf_dir: str | Path,
@@ -112,9 +141,10 @@ def check_gguf(
     threads: int = 1,
 ) -> GgufCheck:
     """Fail unless the GGUF (1) loads in llama.cpp, (2) builds the same chat prompt as HF's
-    apply_chat_template for every conversation, (3) tokenizes the held-out prompt the same
-    way, and (4) agrees with the merged HF model's greedy completion of it on the first
-    `n_tokens` tokens, wherever the HF margin is too wide for rounding to flip the choice."""
+    apply_chat_template for every conversation, (3) tokenizes the held-out prompt into the
+    same pieces, but for whitespace_resegmentations, and (4) agrees with the merged HF model's
+    greedy completion of it on the first `n_tokens` tokens, wherever the HF margin is too wide
+    for rounding to flip the choice."""
     import numpy as np
     import torch
     from llama_cpp import Llama
@@ -140,10 +170,12 @@ def check_gguf(
             )
 
     gguf_ids = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
-    tokenization_equal = list(gguf_ids) == list(prompt_ids)
-    if not tokenization_equal:
-        raise GgufCheckFailed(
-            f"llama.cpp tokenizes the held-out prompt differently: {len(gguf_ids)} vs {len(prompt_ids)} tokens"
+    resegmented = whitespace_resegmentations(prompt_ids, gguf_ids, tokenizer.decode)
+    if resegmented:
+        log.warning(
+            "llama.cpp splits %d whitespace run(s) of the held-out prompt differently from HF (tolerated): %s",
+            len(resegmented),
+            ", ".join(repr(text) for text in resegmented[:5]),
         )
 
     # fp32 reference: the merged bf16 weights exactly, so Q8_0 rounding is the only difference.
@@ -194,7 +226,8 @@ def check_gguf(
     prefix = next((i for i, (a, b) in enumerate(zip(gguf_tokens, hf_tokens, strict=True)) if a != b), len(hf_tokens))
     return GgufCheck(
         template_prompts_equal=len(conversations),
-        tokenization_equal=tokenization_equal,
+        tokenization_equal=not resegmented,
+        whitespace_resegmentations=len(resegmented),
         compared_tokens=len(hf_tokens),
         agreed_tokens=agreed,
         greedy_prefix_agreement=prefix,
@@ -210,20 +243,26 @@ def check_as_dict(check: GgufCheck) -> dict:
     return asdict(check)
 
 
+def probe_conversations(system: str, user: str, answer: str) -> list[list[dict]]:
+    """The conversation shapes every GGUF's template is checked on: with and without a system
+    message, and multi-turn (an assistant turn followed by another user turn)."""
+    return [
+        [{"role": "system", "content": system}, {"role": "user", "content": user}],
+        [{"role": "user", "content": user}],
+        [
+            {"role": "system", "content": system},
+            {"role": "user", "content": user},
+            {"role": "assistant", "content": answer},
+            {"role": "user", "content": "Again, for the same note."},
+        ],
+    ]
+
+
 # The base GGUF belongs to no task, so it is checked on a fixed conversation of the same
-# shapes as a task's: with and without a system message, and multi-turn.
+# shapes as a task's.
 BASE_CHECK_SYSTEM = "You are a careful assistant. Answer with one JSON object and nothing else."
 BASE_CHECK_USER = "=== NOTE ===\n# Rust ownership\nEach value has one owner; borrowing lends it without moving."
-BASE_CHECK_CONVERSATIONS = [
-    [{"role": "system", "content": BASE_CHECK_SYSTEM}, {"role": "user", "content": BASE_CHECK_USER}],
-    [{"role": "user", "content": BASE_CHECK_USER}],
-    [
-        {"role": "system", "content": BASE_CHECK_SYSTEM},
-        {"role": "user", "content": BASE_CHECK_USER},
-        {"role": "assistant", "content": '{"topic": "ownership"}'},
-        {"role": "user", "content": "Again, for the same note."},
-    ],
-]
+BASE_CHECK_CONVERSATIONS = probe_conversations(BASE_CHECK_SYSTEM, BASE_CHECK_USER, '{"topic": "ownership"}')
 
 
 def check_base_gguf(gguf_file: str | Path, hf_dir: str | Path, n_tokens: int, threads: int = 1) -> GgufCheck:
@@ -233,3 +272,47 @@ def check_base_gguf(gguf_file: str | Path, hf_dir: str | Path, n_tokens: int, th
     tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
     prompt = tokenizer.apply_chat_template(BASE_CHECK_CONVERSATIONS[0], tokenize=False, add_generation_prompt=True)
     return check_gguf(gguf_file, hf_dir, BASE_CHECK_CONVERSATIONS, prompt, n_tokens, threads)
+
+
+def check_task_gguf(
+    gguf_file: str | Path, hf_dir: str | Path, examples: list[dict], held_out: list[dict], n_tokens: int, threads: int
+) -> GgufCheck:
+    """check_gguf for a tuned model, on its first held-out example: the conversation shapes
+    built from that example's messages, and its SFT prompt for the greedy comparison."""
+    messages = {example["id"]: example["messages"] for example in examples}[held_out[0]["id"]]
+    system, user, answer = (message["content"] for message in messages)
+    conversations = probe_conversations(system, user, answer)
+    return check_gguf(gguf_file, hf_dir, conversations, held_out[0]["prompt"], n_tokens, threads)
+
+
+def convert_and_check(
+    model_dir: str | Path,
+    out_file: str | Path,
+    outtype: str,
+    check_file: str | Path,
+    log_file: str | Path,
+    run_check: Callable[[Path], GgufCheck],
+) -> GgufCheck:
+    """Convert, check, and record the check. A file that fails its check is deleted, so that
+    it never looks finished to Snakemake or to a user."""
+    from vault_distill.runtime import write_json
+
+    out = Path(out_file)
+    convert_to_gguf(model_dir, out, outtype, log_file)
+    try:
+        check = run_check(out)
+    except Exception:
+        out.unlink(missing_ok=True)
+        raise
+    write_json(check_file, check_as_dict(check))
+    log.info("check: %s", json.dumps(check_as_dict(check)))
+    log.warning(
+        "gguf %s: %.0f MB, template ok for %d conversations, greedy agrees on %d/%d tokens (%d near-tie flips)",
+        out.name,
+        out.stat().st_size / 2**20,
+        check.template_prompts_equal,
+        check.agreed_tokens,
+        check.compared_tokens,
+        check.near_tie_flips,
+    )
+    return check

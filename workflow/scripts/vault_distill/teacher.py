@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import subprocess
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -122,11 +123,10 @@ class OpenAIBackend:
         return None
 
     def complete(self, system: str, user: str, schema: dict, attempt: int) -> str:
-        openai = self.openai
         kwargs = {}
         if (response_format := self._response_format(schema)) is not None:
             kwargs["response_format"] = response_format
-        try:
+        with sdk_errors_translated(self.openai, "teacher server"):
             response = self.client.chat.completions.create(
                 model=self.settings["model"],
                 messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
@@ -135,13 +135,21 @@ class OpenAIBackend:
                 seed=self.settings["seed"] + attempt,
                 **kwargs,
             )
-        except (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError) as err:
-            raise TransientError(f"{type(err).__name__}: {err}") from None
-        except openai.APIStatusError as err:
-            if err.status_code >= 500:
-                raise TransientError(f"HTTP {err.status_code}") from None
-            raise TeacherError(f"teacher server refused the request: HTTP {err.status_code}: {err.message}") from None
         return response.choices[0].message.content or ""
+
+
+@contextmanager
+def sdk_errors_translated(sdk, server: str):
+    """The openai and anthropic SDKs name their errors alike: timeouts, lost connections, 429
+    and 5xx are worth a retry (TransientError); any other refusal is final (TeacherError)."""
+    try:
+        yield
+    except (sdk.APITimeoutError, sdk.APIConnectionError, sdk.RateLimitError) as err:
+        raise TransientError(f"{type(err).__name__}: {err}") from None
+    except sdk.APIStatusError as err:
+        if err.status_code >= 500:
+            raise TransientError(f"HTTP {err.status_code}") from None
+        raise TeacherError(f"{server} refused the request: HTTP {err.status_code}: {err.message}") from None
 
 
 class AnthropicBackend:
@@ -161,8 +169,7 @@ class AnthropicBackend:
         )
 
     def complete(self, system: str, user: str, schema: dict, attempt: int) -> str:
-        anthropic = self.anthropic
-        try:
+        with sdk_errors_translated(self.anthropic, "Anthropic API"):
             # No temperature: the Messages API (2026-10-21 on, the 2.x SDK's default) and the
             # SDK itself refuse sampling parameters, so a schema retry simply asks again.
             message = self.client.messages.create(
@@ -171,12 +178,6 @@ class AnthropicBackend:
                 system=system + SCHEMA_INSTRUCTION.format(schema=json.dumps(schema)),
                 messages=[{"role": "user", "content": user}],
             )
-        except (anthropic.APITimeoutError, anthropic.APIConnectionError, anthropic.RateLimitError) as err:
-            raise TransientError(f"{type(err).__name__}: {err}") from None
-        except anthropic.APIStatusError as err:
-            if err.status_code >= 500:
-                raise TransientError(f"HTTP {err.status_code}") from None
-            raise TeacherError(f"Anthropic API refused the request: HTTP {err.status_code}: {err.message}") from None
         return "".join(block.text for block in message.content if block.type == "text")
 
 
