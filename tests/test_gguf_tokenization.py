@@ -60,5 +60,5 @@ def test_a_different_split_of_words_fails(tokenizer):
 def test_different_text_fails(tokenizer):
     hf_ids = tokenizer("the leader", add_special_tokens=False)["input_ids"]
     other = tokenizer("the follower", add_special_tokens=False)["input_ids"]
-    with pytest.raises(GgufCheckFailed, match="'follower'|' follower'"):
+    with pytest.raises(GgufCheckFailed, match="follower"):
         whitespace_resegmentations(hf_ids, other, tokenizer.decode)
