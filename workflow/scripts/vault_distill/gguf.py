@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .runtime import write_json
+
 log = logging.getLogger(__name__)
 
 # Where envs/setup.sh puts the converter; VAULT_DISTILL_CONVERTER points elsewhere.
@@ -295,8 +297,6 @@ def convert_and_check(
 ) -> GgufCheck:
     """Convert, check, and record the check. A file that fails its check is deleted, so that
     it never looks finished to Snakemake or to a user."""
-    from vault_distill.runtime import write_json
-
     out = Path(out_file)
     convert_to_gguf(model_dir, out, outtype, log_file)
     try:
@@ -304,8 +304,9 @@ def convert_and_check(
     except Exception:
         out.unlink(missing_ok=True)
         raise
-    write_json(check_file, check_as_dict(check))
-    log.info("check: %s", json.dumps(check_as_dict(check)))
+    record = check_as_dict(check)
+    write_json(check_file, record)
+    log.info("check: %s", json.dumps(record))
     log.warning(
         "gguf %s: %.0f MB, template ok for %d conversations, greedy agrees on %d/%d tokens (%d near-tie flips)",
         out.name,
