@@ -16,7 +16,13 @@ import pytest
 from conftest import ROOT, absolute_resources, default_config, kill_snakemake_when, make_workdir, snakemake
 
 from vault_distill.report import ReportError, build_report, format_mb, format_seconds
-from vault_distill.train import decide_gradient_checkpointing
+from vault_distill.train import (
+    cache_dequantized_weights,
+    decide_dequantized_cache,
+    decide_gradient_checkpointing,
+    dequantized_bytes,
+    hqq_layers,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -72,6 +78,7 @@ def test_build_writes_every_artifact_and_then_has_nothing_to_do(built):
     assert metrics["eval_loss"] is not None and metrics["final_train_loss"] is not None
     assert metrics["device"] == "cpu" and metrics["peak_memory_kind"] == "max_rss"
     assert metrics["gradient_checkpointing"] is False  # 135M at 2x256 tokens fits easily
+    assert metrics["dequantized_weight_cache"] is True  # ~200 MB of bf16 weights fits too
     history = (results / TASK / "train_log.csv").read_text().splitlines()
     assert history[0].startswith("step,epoch") and len(history) > TRAIN_STEPS
     # A finished run leaves no checkpoints behind.
@@ -332,7 +339,46 @@ def test_gradient_checkpointing_is_decided_from_the_memory_budget(setting, free_
     smollm2 = SimpleNamespace(hidden_size=576, num_hidden_layers=30, num_attention_heads=9)
     decision = decide_gradient_checkpointing(setting, smollm2, 4, 512, 2, free_gb * 2**30)
     assert decision.enabled is expected
-    assert 500 < decision.activation_mb < 4000  # ~1.6 GB for 4x512 tokens of SmolLM2-135M
+    assert 500 < decision.need_mb < 4000  # ~1.6 GB for 4x512 tokens of SmolLM2-135M
+
+
+@pytest.mark.parametrize(
+    ("setting", "weight_gb", "free_gb", "expected"),
+    [("auto", 0.2, 24, True), ("auto", 14, 24, False), (True, 14, 24, True), (False, 0.2, 24, False)],
+    ids=["135M-cpu", "7B-24GB", "forced-on", "forced-off"],
+)
+def test_dequantized_cache_is_decided_from_the_memory_budget(setting, weight_gb, free_gb, expected):
+    decision = decide_dequantized_cache(setting, weight_gb * 2**30, free_gb * 2**30)
+    assert decision.enabled is expected
+    assert decision.need_mb == pytest.approx(weight_gb * 1024, rel=1e-3)
+
+
+def test_cached_dequantized_weights_give_hqqs_own_outputs_and_gradients():
+    """The cache is a speed trade only: the same forward values and the same input gradients
+    as HQQ's own dequantize-every-time path, on real HQQ 4-bit layers."""
+    import torch
+    from hqq.core.quantize import BaseQuantizeConfig, HQQLinear
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(128, 192, bias=True), torch.nn.SiLU(), torch.nn.Linear(192, 64))
+    quant = BaseQuantizeConfig(nbits=4, group_size=64)
+    for index in (0, 2):
+        model[index] = HQQLinear(model[index], quant, compute_dtype=torch.bfloat16, device="cpu")
+    x = torch.randn(3, 5, 128, dtype=torch.bfloat16)
+
+    def run():
+        inputs = x.clone().requires_grad_(True)
+        out = model(inputs)
+        out.float().square().sum().backward()
+        return out.detach(), inputs.grad
+
+    reference_out, reference_grad = run()
+    layers = hqq_layers(model)
+    assert dequantized_bytes(layers, 2) == (128 * 192 + 192 * 64) * 2
+    cache_dequantized_weights(layers)
+    cached_out, cached_grad = run()
+    torch.testing.assert_close(cached_out, reference_out, rtol=0, atol=0)
+    torch.testing.assert_close(cached_grad, reference_grad, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, write_note
 
-from vault_distill.extract import content_id, extract_task_inputs
+from vault_distill.extract import content_id, cut_middle, extract_task_inputs
+from vault_distill.sft import TRUNCATION_MARKER
 from vault_distill.vault import (
     BadNote,
     notes_read_by_task,
@@ -131,6 +132,33 @@ def test_extract_window_slides_over_calendar_days(vault):
         ["daily/2026-09-02.md"],
         ["daily/2026-09-04.md"],
     ]
+
+
+def test_long_inputs_keep_their_first_third_and_last_two_thirds_at_line_ends():
+    lines = [f"line {i:03d} " + "x" * 40 for i in range(100)]
+    text = "=== H ===\n\n" + "\n".join(lines)
+    cut = cut_middle(text, 1200)
+    assert len(cut) <= 1200
+    head, tail = cut.split(TRUNCATION_MARKER)
+    assert head.startswith("=== H ===\n\nline 000") and text.startswith(head)
+    assert tail.endswith(lines[-1]) and text.endswith(tail)
+    # Whole lines only, about a third before the marker and two thirds after it.
+    assert all(line in lines for line in head.splitlines()[2:]) and all(line in lines for line in tail.splitlines())
+    assert 0.25 < len(head) / len(cut) < 0.36
+    assert cut_middle(text, len(text)) == text
+
+
+def test_extract_cuts_inputs_over_max_chars_and_ids_the_cut_text(vault):
+    whole = extract_task_inputs(vault, "H", {"folders": ["topics"], "group": "linked"}).records
+    cut = extract_task_inputs(vault, "H", {"folders": ["topics"], "group": "linked", "max_chars": 200}).records
+    assert [rec["sources"] for rec in cut] == [rec["sources"] for rec in whole]
+    for before, after in zip(whole, cut, strict=True):
+        assert len(after["user"]) <= 200 and after["id"] == content_id(after["user"])
+        if len(before["user"]) > 200:
+            assert TRUNCATION_MARKER in after["user"] and after["id"] != before["id"]
+        else:
+            assert after == before
+    assert any(TRUNCATION_MARKER in rec["user"] for rec in cut)
 
 
 def test_content_id_is_stable_and_changes_with_content(vault):

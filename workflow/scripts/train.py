@@ -8,17 +8,21 @@ from vault_distill.train import train_adapter, write_log_history
 
 log = setup_logging(snakemake.log[0])
 task = snakemake.wildcards.task
-# Gradient checkpointing and checkpoint cadence trade memory or time for the same adapter, so
-# they are not among the rule's params (its rerun trigger) and come from the config.
+# Gradient checkpointing, the dequantized weight cache and checkpoint cadence trade memory or
+# time for the same adapter, so they are not among the rule's params (its rerun trigger) and
+# come from the config.
 checkpoints = snakemake.config["checkpoints"]
-gradient_checkpointing = training_settings(snakemake.config, task)["gradient_checkpointing"]
+memory_trades = {
+    key: training_settings(snakemake.config, task)[key]
+    for key in ("gradient_checkpointing", "cache_dequantized_weights")
+}
 result = train_adapter(
     train_rows=read_jsonl(snakemake.input.train),
     val_rows=read_jsonl(snakemake.input.val),
     quant_dir=snakemake.input.quantized,
     tokenizer_dir=snakemake.input.tokenizer,
     adapter_dir=snakemake.output.adapter,
-    settings={**snakemake.params.training, "gradient_checkpointing": gradient_checkpointing},
+    settings={**snakemake.params.training, **memory_trades},
     checkpoint_root=Path(checkpoints["dir"]) / task,
     checkpoint_every=checkpoints["every_steps"],
     train_file=snakemake.input.train,

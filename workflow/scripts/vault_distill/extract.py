@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .sft import TRUNCATION_MARKER
 from .vault import BadNote, Note, list_notes, read_note, resolve_link, select_notes, stem_index
 
 DATE_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
@@ -32,8 +33,32 @@ def render_note(note: Note) -> str:
     return "\n".join(lines)
 
 
-def make_record(header: str, notes: list[Note]) -> dict:
+def cut_middle(text: str, max_chars: int) -> str:
+    """`text` in at most `max_chars`: its first third (the header and the framing) and its
+    last two thirds (the latest content), joined by the truncation marker, cut at line ends
+    where one is near so that no word or line is split."""
+    if len(text) <= max_chars:
+        return text
+    room = max_chars - len(TRUNCATION_MARKER)
+    head_chars = room // 3
+    tail_chars = room - head_chars
+    head = text[:head_chars]
+    line_end = head.rfind("\n")
+    if line_end >= head_chars // 2:
+        head = head[:line_end]
+    tail = text[len(text) - tail_chars :]
+    line_start = tail.find("\n")
+    if 0 <= line_start <= tail_chars // 2:
+        tail = tail[line_start + 1 :]
+    # As in the sft split: spaces opening the tail would sit after the marker's newline,
+    # where llama.cpp and HF tokenize "\n 4" differently.
+    return head.rstrip() + TRUNCATION_MARKER + (tail.lstrip(" \t") or tail)
+
+
+def make_record(header: str, notes: list[Note], max_chars: int | None = None) -> dict:
     user = header + "\n\n" + "\n\n".join(render_note(note) for note in notes)
+    if max_chars is not None:
+        user = cut_middle(user, max_chars)
     return {"id": content_id(user), "sources": [note.path for note in notes], "user": user}
 
 
@@ -119,7 +144,7 @@ def extract_task_inputs(vault: Path, header: str, selector: dict) -> ExtractResu
             for note in group:
                 skipped.setdefault(note.path, f"shorter than min_chars={min_chars}")
             continue
-        record = make_record(header, group)
+        record = make_record(header, group, selector.get("max_chars"))
         if record["id"] not in seen:
             seen.add(record["id"])
             records.append(record)
