@@ -157,13 +157,30 @@ def run_fingerprint(settings: dict, train_file: str | Path, quant_dir: str | Pat
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()[:16]
 
 
-def completion_only_trainer():
+def training_autocast(device: str, dtype):
+    """Autocast to the training dtype, for the forward pass.
+
+    The base is already in that dtype, so this only moves the LoRA matmuls, whose weights stay
+    fp32 for the optimizer, to bf16/fp16 compute with fp32 accumulation: mixed precision as on
+    a GPU. Without it the Trainer does not autocast on the CPU, and PEFT runs every LoRA
+    product in fp32 and adds a full-width fp32 copy of each LoRA output to the base output
+    (measured: 356 -> 439 tok/s on judge, 2 cores).
+    """
+    import torch
+
+    mixed_precision = dtype in (torch.bfloat16, torch.float16)
+    return torch.autocast(torch.device(device).type, dtype=dtype, enabled=mixed_precision)
+
+
+def completion_only_trainer(device: str, dtype):
     """SFTTrainer whose loss projects only the completion tokens through the LM head.
 
     The loss is transformers' own causal-LM loss (cross-entropy of the next token) over the
     same completion-only labels TRL builds. On the CPU, TRL scores every position of the
     batch through the 49k-word head in fp32 and adds entropy and top-1 metrics that nobody
     reads; prompts are ~85% of the tokens here, so that was a quarter of each step.
+
+    The forward runs under `training_autocast`.
     """
     import torch
     from trl import SFTTrainer
@@ -174,10 +191,11 @@ def completion_only_trainer():
             trained = labels != -100
             causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
             backbone = getattr(causal_lm, causal_lm.base_model_prefix)
-            hidden = backbone(
-                input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"), use_cache=False
-            ).last_hidden_state[:, :-1]
-            logits = causal_lm.get_output_embeddings()(hidden[trained])
+            with training_autocast(device, dtype):
+                hidden = backbone(
+                    input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"), use_cache=False
+                ).last_hidden_state[:, :-1]
+                logits = causal_lm.get_output_embeddings()(hidden[trained])
             loss = torch.nn.functional.cross_entropy(logits.float(), labels[trained], reduction="sum")
             # Divided by the tokens of the whole accumulated batch when the Trainer counts them,
             # so gradient accumulation weighs every token alike (the Trainer then skips its own division).
@@ -305,7 +323,7 @@ def train_adapter(
         report_to=[],
         dataloader_num_workers=0,
     )
-    trainer = completion_only_trainer()(
+    trainer = completion_only_trainer(device, dtype)(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(rows),
