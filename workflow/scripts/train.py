@@ -12,10 +12,8 @@ task = snakemake.wildcards.task
 # time for the same adapter, so they are not among the rule's params (its rerun trigger) and
 # come from the config.
 checkpoints = snakemake.config["checkpoints"]
-memory_trades = {
-    key: training_settings(snakemake.config, task)[key]
-    for key in ("gradient_checkpointing", "cache_dequantized_weights")
-}
+settings = training_settings(snakemake.config, task)
+memory_trades = {key: settings[key] for key in ("gradient_checkpointing", "cache_dequantized_weights")}
 result = train_adapter(
     train_rows=read_jsonl(snakemake.input.train),
     val_rows=read_jsonl(snakemake.input.val),

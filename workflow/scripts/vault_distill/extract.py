@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .sft import TRUNCATION_MARKER
+from .sft import TRUNCATION_MARKER, middle_truncate
 from .vault import BadNote, Note, list_notes, read_note, resolve_link, select_notes, stem_index
 
 DATE_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
@@ -50,9 +50,7 @@ def cut_middle(text: str, max_chars: int) -> str:
     line_start = tail.find("\n")
     if 0 <= line_start <= tail_chars // 2:
         tail = tail[line_start + 1 :]
-    # As in the sft split: spaces opening the tail would sit after the marker's newline,
-    # where llama.cpp and HF tokenize "\n 4" differently.
-    return head.rstrip() + TRUNCATION_MARKER + (tail.lstrip(" \t") or tail)
+    return middle_truncate(head.rstrip(), tail)
 
 
 def make_record(header: str, notes: list[Note], max_chars: int | None = None) -> dict:

@@ -66,8 +66,7 @@ def count_tokens(tokenizer, text: str) -> int:
 
 def _char_cuts(tokenizer, text: str, head_tokens: int, tail_tokens: int) -> tuple[str, str]:
     """The text of the first `head_tokens` and the last `tail_tokens` tokens of `text`,
-    as exact slices of it (so head and tail are preserved verbatim, but for spaces
-    before the tail)."""
+    as exact slices of it."""
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     offsets = encoded["offset_mapping"]
     if head_tokens + tail_tokens >= len(offsets):
@@ -75,15 +74,16 @@ def _char_cuts(tokenizer, text: str, head_tokens: int, tail_tokens: int) -> tupl
     head_end = offsets[head_tokens - 1][1] if head_tokens > 0 else 0
     tail_start = offsets[len(offsets) - tail_tokens][0] if tail_tokens > 0 else len(text)
     tail_start = max(tail_start, head_end)
+    return text[:head_end], text[tail_start:]
+
+
+def middle_truncate(head: str, tail: str) -> str:
+    """`head` and `tail` joined by the truncation marker, verbatim but for spaces opening the
+    tail."""
     # The tail starts after the marker's newline. A cut that leaves it starting with spaces
     # before a digit gives "\n 4", which llama.cpp tokenizes "\n ", "4" and HF "\n", " ", "4":
     # the trained prompt would differ from the served one (and the GGUF check would fail).
-    tail = text[tail_start:]
-    return text[:head_end], tail.lstrip(" \t") or tail
-
-
-def middle_truncate(text: str, head: str, tail: str) -> str:
-    return head + TRUNCATION_MARKER + tail
+    return head + TRUNCATION_MARKER + (tail.lstrip(" \t") or tail)
 
 
 def build_example(tokenizer, system: str, user: str, assistant: str, max_length: int) -> SplitExample:
@@ -109,7 +109,7 @@ def build_example(tokenizer, system: str, user: str, assistant: str, max_length:
                 )
             head_tokens = budget // 3
             head, tail = _char_cuts(tokenizer, user, head_tokens, budget - head_tokens)
-            kept_user = middle_truncate(user, head, tail)
+            kept_user = middle_truncate(head, tail)
             prompt = render_prompt(tokenizer, system, kept_user)
             total = count_tokens(tokenizer, prompt + completion)
             if total <= max_length:

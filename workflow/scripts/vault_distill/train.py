@@ -78,27 +78,37 @@ def decide_gradient_checkpointing(
 ) -> MemoryDecision:
     """`auto` recomputes activations only when keeping them would not fit the memory budget:
     recomputation costs a third forward pass per step (measured here: 69 vs 108 tok/s)."""
-    need = activation_bytes(config, batch_size, seq_len, dtype_bytes)
-    budget = free_bytes * ACTIVATION_MEMORY_SHARE
-    mb = (round(need / 2**20, 1), round(budget / 2**20, 1))
-    if setting is True or setting is False:
-        return MemoryDecision(bool(setting), "set in config", *mb)
-    if need > budget:
-        return MemoryDecision(True, "activations exceed the memory budget", *mb)
-    return MemoryDecision(False, "activations fit the memory budget", *mb)
+    return _memory_decision(
+        setting,
+        activation_bytes(config, batch_size, seq_len, dtype_bytes),
+        free_bytes * ACTIVATION_MEMORY_SHARE,
+        fits=(False, "activations fit the memory budget"),
+        exceeds=(True, "activations exceed the memory budget"),
+    )
 
 
 def decide_dequantized_cache(setting, weight_bytes: float, free_bytes: float) -> MemoryDecision:
     """`auto` keeps the frozen base weights dequantized between steps when the copy fits the
     memory budget. HQQ otherwise dequantizes every layer twice per step (forward, and again
     for the input gradient in backward); the cached copy holds the very same values."""
-    budget = free_bytes * DEQUANTIZED_CACHE_MEMORY_SHARE
-    mb = (round(weight_bytes / 2**20, 1), round(budget / 2**20, 1))
+    return _memory_decision(
+        setting,
+        weight_bytes,
+        free_bytes * DEQUANTIZED_CACHE_MEMORY_SHARE,
+        fits=(True, "the dequantized weights fit the memory budget"),
+        exceeds=(False, "the dequantized weights exceed the memory budget"),
+    )
+
+
+def _memory_decision(
+    setting, need: float, budget: float, fits: tuple[bool, str], exceeds: tuple[bool, str]
+) -> MemoryDecision:
+    """`True`/`False` as set in the config; `auto` picks `fits` or `exceeds` by the budget."""
+    mb = (round(need / 2**20, 1), round(budget / 2**20, 1))
     if setting is True or setting is False:
         return MemoryDecision(bool(setting), "set in config", *mb)
-    if weight_bytes > budget:
-        return MemoryDecision(False, "the dequantized weights exceed the memory budget", *mb)
-    return MemoryDecision(True, "the dequantized weights fit the memory budget", *mb)
+    enabled, reason = exceeds if need > budget else fits
+    return MemoryDecision(enabled, reason, *mb)
 
 
 def hqq_layers(model) -> list:
@@ -253,20 +263,22 @@ def train_adapter(
 
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     model = load_quantized(quant_dir, device=device, dtype=dtype)
+    dtype_bytes = torch.tensor([], dtype=dtype).element_size()
+    free_bytes = free_memory_bytes(device)
     checkpointing = decide_gradient_checkpointing(
         settings["gradient_checkpointing"],
         model.config,
         settings["batch_size"],
         settings["max_length"],
-        torch.tensor([], dtype=dtype).element_size(),
-        free_memory_bytes(device),
+        dtype_bytes,
+        free_bytes,
     )
     log.info("gradient checkpointing: %s", checkpointing)
     quantized_layers = hqq_layers(model)
     dequantized_cache = decide_dequantized_cache(
         settings["cache_dequantized_weights"],
-        dequantized_bytes(quantized_layers, torch.tensor([], dtype=dtype).element_size()),
-        free_memory_bytes(device),
+        dequantized_bytes(quantized_layers, dtype_bytes),
+        free_bytes,
     )
     log.info("dequantized weight cache: %s", dequantized_cache)
     if dequantized_cache.enabled:
