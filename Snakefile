@@ -32,6 +32,7 @@ include: "workflow/rules/gguf.smk"
 include: "workflow/rules/modelfile.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/quality.smk"
 include: "workflow/rules/targets.smk"
 
 

@@ -27,7 +27,10 @@ def _break(config, dotted, value):
         ("tasks.judge.training.epoch", 2, "config key 'tasks.judge.training.epoch': unknown key"),
         ("tasks.planner.examples", "many", "config key 'tasks.planner.examples': 'many' is not of type 'integer'"),
         ("teacher.api_key_env", "sk-live-123", "config key 'teacher.api_key_env'"),
-        ("evaluation.max_tokens", 8, "config key 'evaluation.max_tokens': 8 is less than the minimum of 16"),
+        ("decoding.max_tokens", 8, "config key 'decoding.max_tokens': 8 is less than the minimum of 16"),
+        ("decoding.top_k", 1.5, "config key 'decoding.top_k': 1.5 is not of type 'integer'"),
+        ("ollama.temperature", 0.2, "config key 'ollama.temperature': unknown key"),
+        ("quality.max_inputs", 0, "config key 'quality.max_inputs': 0 is less than the minimum of 1"),
     ],
 )
 def test_bad_value_fails_at_parse_time_naming_the_key(tmp_path, key, value, expected):
@@ -40,15 +43,73 @@ def test_bad_value_fails_at_parse_time_naming_the_key(tmp_path, key, value, expe
     assert "Building DAG" not in done.stdout + done.stderr + done.stdout
 
 
-@pytest.mark.parametrize("name", ["../evil", "Judge", "has space", "a/b", ""])
-def test_unsafe_task_name_is_refused(tmp_path, name):
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("../evil", "does not match"),
+        ("Judge", "does not match"),
+        ("has space", "does not match"),
+        ("a/b", "does not match"),
+        ("", "does not match"),
+        # results/base and results/quality hold the shared jobs' files.
+        ("base", "task name 'base' is reserved"),
+        ("quality", "task name 'quality' is reserved"),
+    ],
+)
+def test_unsafe_task_name_is_refused(tmp_path, name, why):
     config = absolute_resources(default_config())
     config["vault"] = str(ROOT / "resources" / "vault")
     config["tasks"][name] = copy.deepcopy(config["tasks"]["judge"])
     done = snakemake(make_workdir(tmp_path, config), "-n", check=False)
     assert done.returncode != 0
     assert "config key 'tasks'" in done.stdout + done.stderr
-    assert "does not match" in done.stdout + done.stderr
+    assert why in done.stdout + done.stderr
+
+
+def schema_defaults(node: dict) -> dict:
+    """The defaults config/schema.yaml gives, as a config: every property with a `default`."""
+    defaults = {}
+    for key, prop in node.get("properties", {}).items():
+        if "properties" in prop:
+            nested = schema_defaults(prop)
+            if nested:
+                defaults[key] = nested
+        elif "default" in prop:
+            defaults[key] = prop["default"]
+    return defaults
+
+
+def test_schema_defaults_are_the_shipped_config():
+    """One recipe: a key deleted from config/config.yaml falls back to the very value it had."""
+    import yaml
+
+    schema = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text(encoding="utf-8"))
+    shipped = default_config()
+    defaults = schema_defaults(schema)
+    drift = [
+        f"{section}.{key}: schema {value!r}, config.yaml {shipped[section].get(key)!r}"
+        for section, values in defaults.items()
+        if isinstance(values, dict)
+        for key, value in values.items()
+        if shipped.get(section, {}).get(key, value) != value
+    ]
+    drift += [
+        f"{key}: schema {value!r}"
+        for key, value in defaults.items()
+        if not isinstance(value, dict) and shipped[key] != value
+    ]
+    task_defaults = {
+        key: prop["default"] for key, prop in schema["$defs"]["task"]["properties"].items() if "default" in prop
+    }
+    for task, settings in shipped["tasks"].items():
+        drift += [
+            f"tasks.{task}.{key}: schema {value!r}, config.yaml {settings[key]!r}"
+            for key, value in task_defaults.items()
+            if key in settings and key != "training" and settings[key] != value
+        ]
+    assert not drift, drift
+    # Every section the schema knows is spelled out in config.yaml, so that a user sees each knob.
+    assert set(schema["properties"]) == set(shipped)
 
 
 def test_missing_vault_names_the_key(tmp_path):

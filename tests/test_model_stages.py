@@ -39,7 +39,8 @@ def tiny_config(tmp_path: Path) -> dict:
     config["tasks"] = {TASK: config["tasks"][TASK], OTHER_TASK: config["tasks"][OTHER_TASK]}
     config["tasks"][TASK].update(examples=8, val_fraction=0.25)
     config["tasks"][OTHER_TASK].update(examples=5, val_fraction=0.25, training={"max_steps": 2})
-    config["evaluation"] = {"max_tokens": EVAL_MAX_TOKENS, "samples": 2}
+    config["evaluation"] = {"samples": 2}
+    config["decoding"]["max_tokens"] = EVAL_MAX_TOKENS
     config["teacher"].update(cache_dir=str(tmp_path / "teacher-cache"), max_tokens=160, n_ctx=2048)
     config["training"].update(
         max_length=256, max_steps=TRAIN_STEPS, batch_size=2, learning_rate=1e-3, lora_r=8, lora_alpha=16
@@ -105,6 +106,16 @@ def test_modelfile_points_at_the_gguf_with_its_own_template(built):
     system = Path(config["tasks"][TASK]["system_prompt"]).read_text(encoding="utf-8").strip()
     assert f'SYSTEM """{system}"""' in text
     assert "PARAMETER num_ctx 256" in text
+
+
+def test_modelfile_states_the_very_sampling_settings_the_evaluation_used(built):
+    from vault_distill.decoding import NAMES, read_modelfile_parameters
+
+    workdir, config = built
+    served = read_modelfile_parameters((workdir / "results" / TASK / "Modelfile").read_text(encoding="utf-8"))
+    evaluated = read_json(workdir / "results" / TASK / "eval.json")["settings"]["decoding"]
+    assert served == evaluated == config["decoding"]
+    assert set(served) == set(NAMES)
 
 
 def load_safetensors(folder: Path) -> dict:

@@ -94,6 +94,16 @@ CONVERSATIONS = {
 }
 
 # What a task's Modelfile SYSTEM would hold: several lines, quotes, braces.
+DECODING = {
+    "temperature": 0.2,
+    "top_k": 40,
+    "top_p": 0.9,
+    "min_p": 0.0,
+    "repeat_penalty": 1.1,
+    "repeat_last_n": 64,
+    "seed": 7,
+    "max_tokens": 256,
+}
 MODELFILE_SYSTEM = 'You turn vault notes into JSON.\nNever invent links; use "[[...]]" only for {{real}} notes.'
 
 
@@ -279,7 +289,7 @@ def test_missing_template_is_refused_with_the_config_key(tokenizer):
 
 def test_render_modelfile(templates):
     template = templates["qwen2.5"]
-    text = render_modelfile("links.Q4_K_M.gguf", template, MODELFILE_SYSTEM, num_ctx=4096, temperature=0.2)
+    text = render_modelfile("links.Q4_K_M.gguf", template, MODELFILE_SYSTEM, num_ctx=4096, decoding=DECODING)
     assert text == (
         "FROM ./links.Q4_K_M.gguf\n"
         f'TEMPLATE """{template.template}"""\n'
@@ -288,6 +298,13 @@ def test_render_modelfile(templates):
         f'SYSTEM """{MODELFILE_SYSTEM}"""\n'
         "PARAMETER num_ctx 4096\n"
         "PARAMETER temperature 0.2\n"
+        "PARAMETER top_k 40\n"
+        "PARAMETER top_p 0.9\n"
+        "PARAMETER min_p 0.0\n"
+        "PARAMETER repeat_penalty 1.1\n"
+        "PARAMETER repeat_last_n 64\n"
+        "PARAMETER seed 7\n"
+        "PARAMETER num_predict 256\n"
     )
     # What Ollama's parser reads back between the triple quotes is the template, unchanged.
     assert re.search(r'^TEMPLATE """(.*?)"""$', text, re.DOTALL | re.MULTILINE).group(1) == template.template
@@ -302,12 +319,14 @@ def test_render_modelfile(templates):
         ({"gguf_file": "a\nb.gguf"}, "relative to the Modelfile"),
         ({"num_ctx": 0}, "num_ctx"),
         ({"num_ctx": 4096.0}, "num_ctx"),
-        ({"temperature": -0.1}, "temperature"),
-        ({"temperature": float("nan")}, "temperature"),
+        ({"decoding": {**DECODING, "temperature": -0.1}}, "temperature"),
+        ({"decoding": {**DECODING, "temperature": float("nan")}}, "temperature"),
+        ({"decoding": {**DECODING, "top_k": 40.5}}, "top_k"),
+        ({"decoding": {k: v for k, v in DECODING.items() if k != "seed"}}, "seed"),
     ],
 )
 def test_render_modelfile_refuses_what_ollama_cannot_read(templates, kwargs, match):
-    args = {"gguf_file": "m.gguf", "system_prompt": "Be terse.", "num_ctx": 2048, "temperature": 0.0, **kwargs}
+    args = {"gguf_file": "m.gguf", "system_prompt": "Be terse.", "num_ctx": 2048, "decoding": DECODING, **kwargs}
     with pytest.raises(ValueError, match=match):
         render_modelfile(template=templates["smollm2"], **args)
 
@@ -315,4 +334,4 @@ def test_render_modelfile_refuses_what_ollama_cannot_read(templates, kwargs, mat
 def test_render_modelfile_refuses_triple_quotes_in_the_template(templates):
     broken = OllamaTemplate("chatml", 'x """ y', CHATML_STOPS, None)
     with pytest.raises(ValueError, match='TEMPLATE contains """'):
-        render_modelfile("m.gguf", broken, "Be terse.", 2048, 0.0)
+        render_modelfile("m.gguf", broken, "Be terse.", 2048, DECODING)

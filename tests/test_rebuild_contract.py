@@ -38,6 +38,7 @@ EXAMPLES = 3
 # A task's rules, in pipeline order; `report` and the base rules are shared by every task.
 CHAIN = ("extract", "teach", "split", "train", "merge", "convert", "modelfile", "evaluate")
 REPORT = {("report", None)}
+QUALITY = {("quality", None)}
 # Rules that only name targets: they have no output and are not jobs of the contract.
 TARGET_RULES = {"all", "teacher", "sft", "gguf", *TASKS}
 
@@ -65,18 +66,22 @@ def tiny_config() -> dict:
         )
     config["teacher"].update(max_tokens=160, n_ctx=2048)
     config["training"].update(max_length=256, max_steps=1, batch_size=1, lora_r=4, lora_alpha=8)
+    config["decoding"]["max_tokens"] = 96
+    config["quality"]["max_inputs"] = 2  # the val input and one the split never saw
     return config
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
-    """One real build of all five models: vault -> teacher -> SFT -> HQQ QLoRA -> GGUF."""
+    """One real build of all five models (vault -> teacher -> SFT -> HQQ QLoRA -> GGUF), then the
+    quality benchmark on it."""
     workdir = tmp_path_factory.mktemp("contract") / "built"
     shutil.copytree(ROOT / "resources" / "vault", workdir / "vault")
     shutil.copytree(ROOT / "resources" / "prompts", workdir / "prompts")
     shutil.copytree(ROOT / "resources" / "schemas", workdir / "schemas")
     write_config(workdir, tiny_config())
     snakemake(workdir, "--cores", "2", "all", timeout=3600)
+    snakemake(workdir, "--cores", "2", "quality", timeout=1800)
     return workdir
 
 
@@ -121,7 +126,10 @@ def planned_jobs(workdir: Path, target: str = "all") -> set[tuple[str, str | Non
 
 
 def task_of(output: str) -> str | None:
+    """The task of results/<task>/... and of results/quality/<task>/...; None for shared files."""
     parts = Path(output).parts
+    if len(parts) > 3 and parts[:2] == ("results", "quality"):
+        parts = parts[1:]
     return parts[1] if len(parts) > 2 and parts[0] == "results" and parts[1] in TASKS else None
 
 
@@ -136,8 +144,8 @@ def dry_run_job_counts(text: str) -> Counter:
     return counts
 
 
-def assert_plan(workdir: Path, expected: set) -> None:
-    planned = planned_jobs(workdir)
+def assert_plan(workdir: Path, expected: set, target: str = "all") -> None:
+    planned = planned_jobs(workdir, target)
     assert planned == expected, f"unexpected: {sorted(planned - expected)}, missing: {sorted(expected - planned)}"
 
 
@@ -161,6 +169,7 @@ def test_nothing_changed_nothing_reruns(built):
     dry_run = snakemake(built, "-n", "all")
     assert "Nothing to be done" in dry_run.stdout + dry_run.stderr
     assert planned_jobs(built) == set()
+    assert planned_jobs(built, "quality") == set()
     stats = {task: json.loads((built / f"results/{task}/teacher_stats.json").read_text()) for task in TASKS}
     assert all(s["asked"] == EXAMPLES and s["generated"] == EXAMPLES for s in stats.values()), stats
 
@@ -173,6 +182,10 @@ def test_one_task_training_setting_retrains_that_task_only(work, key, value):
     config["tasks"]["planner"]["training"][key] = value
     write_config(work, config)
     assert_plan(work, chain("planner", "train") | REPORT)
+    # The benchmark reruns the retrained model's arms, never the base arms or the held-out set.
+    assert_plan(
+        work, {(rule, "planner") for rule in ("train", "merge", "convert", "quality_tuned")} | QUALITY, "quality"
+    )
 
     # Snakemake says why: the dry run gives each job's reason (with the params before and
     # now), and the summary's status names the outputs whose own params changed.
@@ -296,3 +309,29 @@ def test_operational_settings_rerun_nothing(work, change):
         config[section].update(values)
     write_config(work, config)
     assert planned_jobs(work) == set()
+
+
+def test_decoding_settings_rerun_every_evaluation_modelfile_and_arm_but_no_training(work):
+    config = read_config(work)
+    config["decoding"]["temperature"] = 0.0
+    write_config(work, config)
+    per_task = {(rule, task) for task in TASKS for rule in ("modelfile", "evaluate")}
+    assert_plan(work, per_task | REPORT)
+    arms = {(rule, task) for task in TASKS for rule in ("quality_base", "quality_tuned")}
+    assert_plan(work, arms | QUALITY, "quality")
+
+
+def test_quality_inputs_setting_reselects_the_held_out_inputs_only(work):
+    config = read_config(work)
+    config["quality"]["max_inputs"] = 3
+    write_config(work, config)
+    assert planned_jobs(work) == set()
+    rules = ("quality_heldout", "quality_teach", "quality_base", "quality_tuned")
+    assert_plan(work, {(rule, task) for task in TASKS for rule in rules} | QUALITY, "quality")
+
+
+def test_quality_without_teacher_labels_only_rescores(work):
+    config = read_config(work)
+    config["quality"]["teacher_labels"] = False
+    write_config(work, config)
+    assert_plan(work, QUALITY, "quality")

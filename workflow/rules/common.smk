@@ -24,6 +24,7 @@ from vault_distill.models import (  # noqa: E402
     resolve_gguf,
     tokenizer_fingerprint,
 )
+from vault_distill.quality import BASE_ARMS, TUNED_ARMS, quality_files  # noqa: E402
 from vault_distill.report import base_files, task_files  # noqa: E402
 from vault_distill.resources import (  # noqa: E402
     CLIENT_MB,
@@ -132,7 +133,7 @@ def evaluation_n_ctx(wildcards):
     """Room for a held-out prompt and its answer. The split cut every prompt to fit
     max_length together with the teacher's answer, so max_length bounds the prompt."""
     return (
-        training_settings(config, wildcards.task)["max_length"] + config["evaluation"]["max_tokens"]
+        training_settings(config, wildcards.task)["max_length"] + config["decoding"]["max_tokens"]
     )
 
 
@@ -141,6 +142,25 @@ def report_inputs():
     benchmark files, and the shared jobs' benchmark files."""
     files = [path for task in TASKS for path in task_files(task).values()]
     return files + list(base_files().values())
+
+
+def quality_arm_outputs(arms):
+    """The answer files of `arms` for the {task} wildcard, named by arm."""
+    return {arm: quality_files("{task}")[arm] for arm in arms}
+
+
+def quality_inputs():
+    """Everything the quality report reads: every task's held-out inputs and arms, the teacher's
+    answers to the unseen inputs when quality.teacher_labels asks for them, and the schemas."""
+    keys = ["heldout", *BASE_ARMS, *TUNED_ARMS]
+    if config["quality"]["teacher_labels"]:
+        keys.append("teacher")
+    files = [quality_files(task)[key] for task in TASKS for key in keys]
+    return files + list(task_schemas().values())
+
+
+def task_schemas():
+    return {task: config["tasks"][task]["output_schema"] for task in TASKS}
 
 
 def task_num_ctx(wildcards):

@@ -49,7 +49,7 @@ rule evaluate:
         runtime=60,
         gpu=0,
     params:
-        max_tokens=config["evaluation"]["max_tokens"],
+        decoding=config["decoding"],
         n_ctx=evaluation_n_ctx,
         samples=config["evaluation"]["samples"],
     script:

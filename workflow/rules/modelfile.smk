@@ -13,7 +13,7 @@ rule modelfile:
         mem_mb=2000,
         runtime=10,
     params:
-        temperature=config["ollama"]["temperature"],
+        decoding=config["decoding"],
         num_ctx=task_num_ctx,
     script:
         "../scripts/modelfile.py"

@@ -23,7 +23,7 @@ evaluation = evaluate_task(
     val_file=snakemake.input.val,
     schema=json.loads(Path(snakemake.input.output_schema).read_text(encoding="utf-8")),
     ggufs={"base": snakemake.input.base, "tuned": snakemake.input.tuned},
-    max_tokens=snakemake.params.max_tokens,
+    decoding=snakemake.params.decoding,
     n_ctx=snakemake.params.n_ctx,
     threads=snakemake.threads,
     progress_factory=progress,

@@ -15,7 +15,7 @@ text = render_modelfile(
     template=template,
     system_prompt=Path(snakemake.input.system_prompt).read_text(encoding="utf-8").strip(),
     num_ctx=snakemake.params.num_ctx,
-    temperature=snakemake.params.temperature,
+    decoding=snakemake.params.decoding,
 )
 Path(snakemake.output[0]).write_text(text, encoding="utf-8")
 log.info("Modelfile for %s: %s template, stops %s", snakemake.wildcards.task, template.family, template.stops)

@@ -28,6 +28,9 @@ def explain_validation_error(error: jsonschema.ValidationError) -> str:
             return f"config key '{dotted(path)}': unknown key (allowed here: {', '.join(sorted(allowed))})"
     if best.validator == "propertyNames":
         return f"config key '{dotted(path)}': {best.message}; task names must match [a-z][a-z0-9_]*"
+    if best.validator == "not" and list(best.schema_path)[-2:] == ["propertyNames", "not"]:
+        name = best.instance
+        return f"config key '{dotted(path)}': task name {name!r} is reserved (results/{name} holds shared files)"
     if best.validator == "pattern" and best.parent is not None and best.parent.validator == "propertyNames":
         return f"config key '{dotted(path)}': {best.message}"
     return f"config key '{dotted(path)}': {best.message}"

@@ -3,7 +3,8 @@
 Both GGUFs (the tuned one and the base converted to the same type) answer every held-out
 input of the SFT split through llama-cpp-python's `create_chat_completion`, which renders
 the GGUF's own chat template, as Ollama serves it: the production prompt only (the task's
-system prompt and the input), no grammar, no few-shot, greedy decoding, a fixed max_tokens.
+system prompt and the input), no grammar, no few-shot, and the sampling settings that the
+Modelfile states (config `decoding`, see decoding.py), fixed seed included.
 
 An answer is *compliant* when the whole answer, apart from surrounding whitespace, is one
 JSON object that validates against the task's output schema, and the model ended it with
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import jsonschema
 
+from .decoding import llama_cpp_model_options, llama_cpp_sampling
 from .hardware import describe_cpu
 from .teacher import SchemaFailure, parse_answer
 
@@ -157,27 +159,69 @@ def held_out_chats(val_rows: list[dict], val_file: str | Path) -> list[dict]:
     return chats
 
 
-def generate_answers(
-    gguf_file: str | Path,
-    chats: list[dict],
-    max_tokens: int,
-    n_ctx: int,
-    threads: int = 1,
-    progress=None,
-) -> list[dict]:
-    """Greedy answers of one GGUF to every chat, with the GGUF's own chat template."""
+def load_gguf(gguf_file: str | Path, n_ctx: int, decoding: dict, threads: int = 1):
+    """A llama.cpp model set up to decode as `decoding` says."""
     from llama_cpp import Llama
 
-    from .gguf import gguf_chat_prompt
-
-    llm = Llama(
+    return Llama(
         model_path=str(gguf_file),
         n_ctx=n_ctx,
         n_threads=max(1, threads),
         n_threads_batch=max(1, threads),
-        seed=0,
+        seed=decoding["seed"],
         verbose=False,
+        **llama_cpp_model_options(decoding),
     )
+
+
+# llama-cpp-python's port of llama.cpp's json-schema-to-grammar differs from the C++ converter
+# that Ollama's `format` uses in two ways, both mended here so that the grammar arm constrains as
+# Ollama does: (1) it ignores minimum and maximum on integers: a bounded integer with up to this
+# many values is spelled as the enum of its values, the same language; (2) its string characters
+# admit raw control characters, which JSON forbids: its `char` rule gets the C++ one's exclusions.
+MAX_INTEGER_ENUM = 1000
+PORT_CHAR_RULE = r'char ::= [^"\\] |'
+LLAMA_CPP_CHAR_RULE = r'char ::= [^"\\\x7F\x00-\x1F] |'
+
+
+def grammar_schema(schema):
+    """`schema` with every small bounded integer spelled as an enum, for the grammar only
+    (answers are still validated against the schema itself)."""
+    if isinstance(schema, list):
+        return [grammar_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    low, high = schema.get("minimum"), schema.get("maximum")
+    bounded = schema.get("type") == "integer" and isinstance(low, int) and isinstance(high, int)
+    if bounded and 0 <= high - low < MAX_INTEGER_ENUM:
+        rest = {key: value for key, value in schema.items() if key not in ("type", "minimum", "maximum")}
+        return {**rest, "enum": list(range(low, high + 1))}
+    return {key: grammar_schema(value) for key, value in schema.items()}
+
+
+def schema_grammar(schema: dict) -> str:
+    """The GBNF grammar of a JSON schema, as llama.cpp's own converter would write it."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    gbnf = json_schema_to_gbnf(json.dumps(grammar_schema(schema)))
+    if PORT_CHAR_RULE not in gbnf:
+        raise RuntimeError("llama-cpp-python's json-schema-to-grammar changed its string rule; recheck schema_grammar")
+    return gbnf.replace(PORT_CHAR_RULE, LLAMA_CPP_CHAR_RULE)
+
+
+def answer_chats(llm, chats: list[dict], decoding: dict, constrain_to: dict | None = None, progress=None) -> list[dict]:
+    """One answer per chat, with the GGUF's own chat template and the `decoding` settings.
+
+    `constrain_to` (a JSON schema) constrains decoding to its grammar, as Ollama's `format` does."""
+    from llama_cpp import LlamaGrammar
+
+    from .gguf import gguf_chat_prompt
+
+    sampling = llama_cpp_sampling(decoding)
+    grammar = None
+    if constrain_to is not None:
+        grammar = LlamaGrammar.from_string(schema_grammar(constrain_to), verbose=False)
+    n_ctx, max_tokens = llm.n_ctx(), decoding["max_tokens"]
     answers = []
     for chat in chats:
         prompt = gguf_chat_prompt(llm, chat["messages"])
@@ -187,7 +231,7 @@ def generate_answers(
                 f"{chat['id']}: {prompt_tokens} prompt tokens + max_tokens {max_tokens} exceed the context of {n_ctx}"
             )
         started = time.monotonic()
-        response = llm.create_chat_completion(messages=chat["messages"], temperature=0.0, max_tokens=max_tokens, seed=0)
+        response = llm.create_chat_completion(messages=chat["messages"], grammar=grammar, **sampling)
         seconds = time.monotonic() - started
         choice = response["choices"][0]
         answers.append(
@@ -251,7 +295,7 @@ def evaluate_task(
     val_file: str | Path,
     schema: dict,
     ggufs: dict[str, str | Path],
-    max_tokens: int,
+    decoding: dict,
     n_ctx: int,
     threads: int = 1,
     progress_factory=None,
@@ -262,14 +306,15 @@ def evaluate_task(
     scored = {}
     for model in MODELS:
         progress = progress_factory(model, len(chats)) if progress_factory else None
-        answers = generate_answers(ggufs[model], chats, max_tokens, n_ctx, threads, progress)
+        answers = answer_chats(load_gguf(ggufs[model], n_ctx, decoding, threads), chats, decoding, progress=progress)
         if progress is not None:
             progress.close()
         scored[model] = score_model_answers(answers, schema)
     settings = {
-        "max_tokens": max_tokens,
+        "max_tokens": decoding["max_tokens"],
         "n_ctx": n_ctx,
-        "temperature": 0.0,
+        "decoding": decoding,
+        "grammar": None,
         "threads": threads,
         "ggufs": {model: str(ggufs[model]) for model in MODELS},
     }

@@ -8,9 +8,10 @@ keep or change its base's template under any name.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
+
+from .decoding import modelfile_parameters
 
 SUPPORTED = "ChatML: SmolLM2, Qwen2, Qwen2.5, plain ChatML"
 
@@ -168,10 +169,9 @@ def _check_value(what: str, value: str) -> None:
             raise ValueError(f"{what} contains U+{ord(char):04X}, which Ollama's Modelfile parser would drop")
 
 
-def render_modelfile(
-    gguf_file: str, template: OllamaTemplate, system_prompt: str, num_ctx: int, temperature: float
-) -> str:
-    """Modelfile text for a GGUF that sits next to it. Raises ValueError for values Ollama cannot read back."""
+def render_modelfile(gguf_file: str, template: OllamaTemplate, system_prompt: str, num_ctx: int, decoding: dict) -> str:
+    """Modelfile text for a GGUF that sits next to it, with every sampling setting of `decoding`
+    stated (see decoding.py). Raises ValueError for values Ollama cannot read back."""
     if not gguf_file or gguf_file.startswith("/") or any(c in gguf_file for c in "\r\n"):
         raise ValueError(f"gguf_file must be a path relative to the Modelfile on one line, got {gguf_file!r}")
     _check_value("gguf_file", gguf_file)
@@ -183,8 +183,6 @@ def render_modelfile(
             raise ValueError(f"stop {stop!r} cannot be written as a quoted Modelfile parameter")
     if isinstance(num_ctx, bool) or not isinstance(num_ctx, int) or num_ctx <= 0:
         raise ValueError(f"num_ctx must be a positive integer, got {num_ctx!r}")
-    if isinstance(temperature, bool) or not math.isfinite(temperature) or temperature < 0:
-        raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
 
     lines = [
         f"FROM ./{gguf_file}",
@@ -192,6 +190,6 @@ def render_modelfile(
         *(f'PARAMETER stop "{stop}"' for stop in template.stops),
         f'SYSTEM """{system_prompt}"""',
         f"PARAMETER num_ctx {num_ctx}",
-        f"PARAMETER temperature {float(temperature)!r}",
+        *modelfile_parameters(decoding),
     ]
     return "\n".join(lines) + "\n"

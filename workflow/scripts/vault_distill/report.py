@@ -16,6 +16,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .decoding import describe_decoding
+
 # The per-task and shared jobs whose benchmark files the report reads, in pipeline order,
 # by benchmark file name, and the rules that write them.
 TASK_STAGES = ("teacher", "train", "merge", "gguf", "evaluate")
@@ -341,7 +343,7 @@ def render_report(
     outcome_columns, outcomes = outcome_rows(results)
     timing_columns, timings = timing_rows(results)
     shared_columns, shared = shared_timing_rows(base)
-    max_tokens = results[0].evaluation["settings"]["max_tokens"]
+    decoding = describe_decoding(results[0].evaluation["settings"]["decoding"])
     lines = [
         "# vault-distill: results",
         "",
@@ -354,7 +356,7 @@ def render_report(
         "",
         "Format compliance: each model answers every held-out input of its task (never trained on) through "
         "llama.cpp with the GGUF's own chat template, as Ollama serves it: the task's system prompt and the "
-        f"input only, no grammar, greedy decoding, at most {max_tokens} tokens. An answer is compliant when "
+        f"input only, no grammar, decoded as the Modelfile says ({decoding}). An answer is compliant when "
         "the whole answer is one JSON object that validates against the task's output schema and the model "
         "ended it itself. Train time is the train job's wall time; peak memory is the training process's.",
         "",

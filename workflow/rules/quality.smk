@@ -1,0 +1,142 @@
+# The quality benchmark (`snakemake --cores all quality`, not part of `all`): four arms per task
+# on every held-out input. Base answers depend only on the base GGUF, the held-out inputs and
+# the decoding settings, so a retrain reruns the tuned arms and never the base ones.
+
+
+rule quality_heldout:
+    input:
+        inputs="results/{task}/inputs.jsonl",
+        train="results/{task}/sft/train.jsonl",
+        val="results/{task}/sft/val.jsonl",
+        tokenizer="results/base/tokenizer",
+        system_prompt=task_setting("system_prompt"),
+    output:
+        heldout="results/quality/{task}/heldout.jsonl",
+        unseen_inputs="results/quality/{task}/unseen_inputs.jsonl",
+    log:
+        "results/logs/{task}/quality_heldout.log",
+    conda:
+        "../../envs/vault-distill.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        max_length=task_training("max_length"),
+        max_inputs=config["quality"]["max_inputs"],
+    script:
+        "../scripts/quality_heldout.py"
+
+
+# Teacher answers for the held-out inputs that have none (quality.teacher_labels), through the
+# same cache as the teach jobs: an input already answered there is never paid for again.
+rule quality_teach:
+    input:
+        inputs="results/quality/{task}/unseen_inputs.jsonl",
+        system_prompt=task_setting("system_prompt"),
+        output_schema=task_setting("output_schema"),
+    output:
+        examples="results/quality/{task}/teacher.jsonl",
+        rejects="results/quality/{task}/teacher_rejects.jsonl",
+        stats="results/quality/{task}/teacher_stats.json",
+    log:
+        "results/logs/{task}/quality_teach.log",
+    benchmark:
+        "results/benchmarks/{task}/quality_teach.tsv"
+    conda:
+        "../../envs/vault-distill.yaml"
+    threads: teacher_threads()
+    resources:
+        mem_mb=teacher_memory_mb,
+        runtime=120,
+        gpu=0,
+    params:
+        teacher=TEACHER_GENERATION,
+        examples=config["quality"]["max_inputs"],
+    script:
+        "../scripts/teacher.py"
+
+
+rule quality_base:
+    input:
+        gguf=f"results/base/base.{GGUF_SUFFIX}.gguf",
+        heldout="results/quality/{task}/heldout.jsonl",
+        output_schema=task_setting("output_schema"),
+    output:
+        **quality_arm_outputs(BASE_ARMS),
+    log:
+        "results/logs/{task}/quality_base.log",
+    benchmark:
+        "results/benchmarks/{task}/quality_base.tsv"
+    conda:
+        "../../envs/vault-distill.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=0,
+    params:
+        arms=list(BASE_ARMS),
+        decoding=config["decoding"],
+        n_ctx=evaluation_n_ctx,
+    script:
+        "../scripts/quality_answers.py"
+
+
+rule quality_tuned:
+    input:
+        gguf=f"results/{{task}}/{{task}}.{GGUF_SUFFIX}.gguf",
+        heldout="results/quality/{task}/heldout.jsonl",
+        output_schema=task_setting("output_schema"),
+    output:
+        **quality_arm_outputs(TUNED_ARMS),
+    log:
+        "results/logs/{task}/quality_tuned.log",
+    benchmark:
+        "results/benchmarks/{task}/quality_tuned.tsv"
+    conda:
+        "../../envs/vault-distill.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=0,
+    params:
+        arms=list(TUNED_ARMS),
+        decoding=config["decoding"],
+        n_ctx=evaluation_n_ctx,
+    script:
+        "../scripts/quality_answers.py"
+
+
+rule quality:
+    input:
+        quality_inputs(),
+    output:
+        json="results/quality/quality.json",
+        markdown=report(
+            "results/quality/quality.md",
+            caption="../report/quality.rst",
+            category="Quality",
+            labels={"file": "quality.md"},
+        ),
+        plot=report(
+            "results/quality/quality.png",
+            caption="../report/quality.rst",
+            category="Quality",
+            labels={"file": "plot"},
+        ),
+    log:
+        "results/logs/quality.log",
+    conda:
+        "../../envs/vault-distill.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        schemas=task_schemas(),
+        teacher={key: config["teacher"][key] for key in ("backend", "model")},
+        base_model=config["base_model"],
+        decoding=config["decoding"],
+        teacher_labels=config["quality"]["teacher_labels"],
+    script:
+        "../scripts/quality.py"

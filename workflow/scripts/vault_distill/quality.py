@@ -1,0 +1,480 @@
+"""The quality benchmark: how often each model follows its task's format, and how close its
+content comes to the teacher's, on enough held-out inputs to tell 50% from 90%.
+
+Four arms answer the same held-out inputs, all decoded as the Modelfile says (decoding.py):
+- `base`: the base GGUF, prompted only;
+- `base_grammar`: the base GGUF constrained to the task's JSON schema, as Ollama's `format` does;
+- `tuned` and `tuned_grammar`: the same for the task's tuned GGUF.
+
+Held-out inputs are every extracted input the train split did not use: the val split first
+(they have a teacher answer), then the inputs no split used, in the split's hash order.
+Format compliance needs no label; content agreement needs the teacher's answer, which the
+`quality.teacher_labels` setting asks for on the inputs that have none.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+import string
+from collections import Counter
+from pathlib import Path
+
+import jsonschema
+
+from .evaluate import COMPLIANCE_RULE, OUTCOMES, answer_chats, load_gguf, reference_answer, score_answer
+from .runtime import read_jsonl
+from .sft import DroppedExample, build_example, split_order
+
+ARMS = ("base", "base_grammar", "tuned", "tuned_grammar")
+BASE_ARMS = ("base", "base_grammar")
+TUNED_ARMS = ("tuned", "tuned_grammar")
+# 97.5th percentile of the standard normal: a two-sided 95% interval.
+Z95 = 1.959963984540054
+# A schema-valid answer whose mean field agreement with the teacher is below this is counted
+# "valid but wrong": it parses, and a consumer would act on content the teacher did not give.
+WRONG_BELOW = 0.5
+
+AGREEMENT_RULE = (
+    "field agreement: each field of a schema-valid answer against the teacher's answer, by the "
+    "schema's type: enums, booleans and integers exact match (integers on a bounded scale also "
+    "within ±1, reported apart); strings and arrays of strings SQuAD token F1 (lower-cased, "
+    "punctuation and articles removed; an array's items pooled); anything else exact JSON equality. "
+    f"An answer's agreement is the mean over its fields; below {WRONG_BELOW} it counts as valid but wrong."
+)
+
+
+class QualityError(ValueError):
+    """Benchmark inputs that cannot be used; the message names the file."""
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion; (0, 1) when there are no trials."""
+    if n == 0:
+        return 0.0, 1.0
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must lie in [0, {n}], got {successes}")
+    p = successes / n
+    denominator = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, center - half), min(1.0, center + half)
+
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def normalized_tokens(text: str) -> list[str]:
+    """SQuAD's answer normalization: lower case, no punctuation, no articles, split on space."""
+    return _ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split()
+
+
+def token_f1(predicted: list[str], reference: list[str]) -> float:
+    """Token-overlap F1 of two token lists; two empty lists agree fully."""
+    if not predicted and not reference:
+        return 1.0
+    common = sum((Counter(predicted) & Counter(reference)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(predicted), common / len(reference)
+    return 2 * precision * recall / (precision + recall)
+
+
+def field_kind(subschema: dict) -> str:
+    """How a field is compared: exact, scale (a bounded integer), text, text_list or json."""
+    kind = subschema.get("type")
+    if "enum" in subschema or "const" in subschema or kind == "boolean":
+        return "exact"
+    if kind == "integer":
+        return "scale" if "minimum" in subschema and "maximum" in subschema else "exact"
+    if kind == "string":
+        return "text"
+    if kind == "array" and subschema.get("items", {}).get("type") == "string":
+        return "text_list"
+    return "json"
+
+
+def _text_tokens(value) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    return [token for item in items if isinstance(item, str) for token in normalized_tokens(item)]
+
+
+def compare_field(kind: str, answer, reference) -> dict:
+    """{score, within_1 for a scale}: one field of an answer against the teacher's."""
+    if kind in ("text", "text_list"):
+        return {"score": round(token_f1(_text_tokens(answer), _text_tokens(reference)), 4)}
+    same = json.dumps(answer, sort_keys=True) == json.dumps(reference, sort_keys=True)
+    result = {"score": float(same)}
+    if kind == "scale":
+        close = isinstance(answer, int) and isinstance(reference, int) and abs(answer - reference) <= 1
+        result["within_1"] = close
+    return result
+
+
+def field_agreement(answer: dict, reference: dict, schema: dict) -> dict[str, dict]:
+    """Every top-level property of the schema, compared (a field missing on either side scores 0)."""
+    fields = {}
+    for name, subschema in schema.get("properties", {}).items():
+        kind = field_kind(subschema)
+        if name in answer and name in reference:
+            fields[name] = {"kind": kind, **compare_field(kind, answer[name], reference[name])}
+        elif name not in answer and name not in reference:
+            continue
+        else:
+            fields[name] = {"kind": kind, "score": 0.0, **({"within_1": False} if kind == "scale" else {})}
+    return fields
+
+
+def answer_agreement(fields: dict[str, dict]) -> float | None:
+    scores = [field["score"] for field in fields.values()]
+    return round(statistics.fmean(scores), 4) if scores else None
+
+
+# Held-out inputs -------------------------------------------------------------------------
+
+
+def fitted_user(tokenizer, system: str, user: str, max_length: int) -> str:
+    """The input as the split would have cut it: middle-truncated so that the prompt fits
+    max_length (with room for the end-of-turn token only; the answer is not known)."""
+    try:
+        return build_example(tokenizer, system, user, "", max_length).user
+    except DroppedExample as reason:
+        raise QualityError(f"a held-out input cannot fit max_length {max_length}: {reason}") from None
+
+
+def select_heldout(
+    inputs: list[dict], train: list[dict], val: list[dict], max_inputs: int
+) -> tuple[list[dict], list[dict]]:
+    """(val rows, unseen input rows): the val split first, then the extracted inputs that no
+    split used, in the split's hash order, up to max_inputs in all."""
+    used = {row["id"] for row in train} | {row["id"] for row in val}
+    unseen = sorted((row for row in inputs if row["id"] not in used), key=lambda row: split_order(row["id"]))
+    chosen_val = val[:max_inputs]
+    return chosen_val, unseen[: max(0, max_inputs - len(chosen_val))]
+
+
+def heldout_rows(val: list[dict], unseen: list[dict], system: str, tokenizer, max_length: int) -> list[dict]:
+    """One chat per held-out input: id, where it came from, the messages, the teacher's answer
+    (val rows only; None for unseen inputs until the teacher labels them)."""
+    rows = [
+        {
+            "id": row["id"],
+            "source": "val",
+            "messages": row["prompt_messages"],
+            "reference": reference_answer(row["completion"]),
+        }
+        for row in val
+    ]
+    for row in unseen:
+        user = fitted_user(tokenizer, system, row["user"], max_length)
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        rows.append({"id": row["id"], "source": "unseen", "messages": messages, "reference": None})
+    return rows
+
+
+def build_heldout(
+    inputs: list[dict], train: list[dict], val: list[dict], system: str, tokenizer, max_length: int, max_inputs: int
+) -> tuple[list[dict], list[dict]]:
+    """(held-out chats, the unseen inputs as extracted): the quality_heldout job's outputs."""
+    chosen_val, unseen = select_heldout(inputs, train, val, max_inputs)
+    return heldout_rows(chosen_val, unseen, system, tokenizer, max_length), unseen
+
+
+def teacher_references(teacher_rows: list[dict]) -> dict[str, str]:
+    """id -> the teacher's answer, from a teach job's examples file."""
+    return {row["id"]: row["messages"][-1]["content"] for row in teacher_rows}
+
+
+# Answers ---------------------------------------------------------------------------------
+
+
+def answer_arms(
+    gguf_file: str | Path,
+    heldout: list[dict],
+    schema: dict,
+    arms: tuple[str, ...],
+    decoding: dict,
+    n_ctx: int,
+    threads: int = 1,
+    progress_factory=None,
+) -> dict[str, dict]:
+    """Each arm's answers from one loaded GGUF: `<model>_grammar` arms decode under the schema."""
+    if not heldout:
+        raise QualityError("no held-out inputs: every extracted input went into the train split")
+    jsonschema.Draft202012Validator.check_schema(schema)
+    llm = load_gguf(gguf_file, n_ctx, decoding, threads)
+    records = {}
+    for arm in arms:
+        grammar = arm.endswith("_grammar")
+        progress = progress_factory(arm, len(heldout)) if progress_factory else None
+        answers = answer_chats(llm, heldout, decoding, schema if grammar else None, progress)
+        if progress is not None:
+            progress.close()
+        records[arm] = {
+            "arm": arm,
+            "gguf": str(gguf_file),
+            "grammar": grammar,
+            "decoding": decoding,
+            "n_ctx": n_ctx,
+            "answers": [{"id": row["id"], **answer} for row, answer in zip(heldout, answers, strict=True)],
+        }
+    return records
+
+
+# Scoring ---------------------------------------------------------------------------------
+
+
+def score_arm(answers: list[dict], heldout: list[dict], references: dict[str, str], schema: dict) -> list[dict]:
+    """Each answer scored for format (evaluate.score_answer) and, where the teacher answered
+    that input and the answer is valid, for content."""
+    if [a["id"] for a in answers] != [row["id"] for row in heldout]:
+        raise QualityError("the arm's answers are not for the held-out inputs (rerun the quality target)")
+    validator = jsonschema.Draft202012Validator(schema)
+    scored = []
+    for answer in answers:
+        score = {**answer, **score_answer(answer["text"], answer["finish_reason"], validator)}
+        reference = references.get(answer["id"])
+        score["labelled"] = reference is not None
+        score["fields"] = None
+        if reference is not None and score["valid"]:
+            score["fields"] = field_agreement(json.loads(answer["text"]), json.loads(reference), schema)
+        score["agreement"] = answer_agreement(score["fields"]) if score["fields"] else None
+        scored.append(score)
+    return scored
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(statistics.fmean(values), 4) if values else None
+
+
+def field_summary(scored: list[dict]) -> dict[str, dict]:
+    """Per field: its kind, mean score, and the within-±1 rate of a bounded integer."""
+    by_field: dict[str, list[dict]] = {}
+    for answer in scored:
+        for name, field in (answer["fields"] or {}).items():
+            by_field.setdefault(name, []).append(field)
+    summary = {}
+    for name, fields in by_field.items():
+        summary[name] = {"kind": fields[0]["kind"], "n": len(fields), "mean": _mean([f["score"] for f in fields])}
+        if fields[0]["kind"] == "scale":
+            summary[name]["within_1"] = _mean([float(f["within_1"]) for f in fields])
+    return summary
+
+
+def arm_statistics(scored: list[dict]) -> dict:
+    """What quality.json holds per arm: n, compliant, rate, ci95, field_agreement and the rest."""
+    n = len(scored)
+    compliant = sum(a["compliant"] for a in scored)
+    low, high = wilson_interval(compliant, n)
+    labelled = [a for a in scored if a["labelled"]]
+    agreeing = [a["agreement"] for a in labelled if a["agreement"] is not None]
+    outcomes = Counter(a["outcome"] for a in scored)
+    return {
+        "n": n,
+        "compliant": compliant,
+        "rate": round(compliant / n, 4) if n else 0.0,
+        "ci95": [round(low, 4), round(high, 4)],
+        "field_agreement": _mean(agreeing),
+        "labelled": len(labelled),
+        "labelled_valid": len(agreeing),
+        "valid_but_wrong": sum(score < WRONG_BELOW for score in agreeing),
+        "fields": field_summary(labelled),
+        "outcomes": {outcome: outcomes[outcome] for outcome in OUTCOMES if outcomes[outcome]},
+        "mean_answer_tokens": _mean([a["tokens"] for a in scored]),
+        "ran_to_max_tokens": sum(a["finish_reason"] == "length" for a in scored),
+        "seconds": round(sum(a["seconds"] for a in scored), 1),
+    }
+
+
+def task_quality(heldout: list[dict], references: dict[str, str], arms: dict[str, list[dict]], schema: dict) -> dict:
+    """One task's arms, scored and summarised."""
+    missing = [arm for arm in ARMS if arm not in arms]
+    if missing:
+        raise QualityError(f"no answers for the arm(s) {', '.join(missing)}")
+    labels = {row["id"]: row["reference"] for row in heldout if row["reference"] is not None}
+    labels.update({key: value for key, value in references.items() if key not in labels})
+    summary = {arm: arm_statistics(score_arm(arms[arm], heldout, labels, schema)) for arm in ARMS}
+    summary["inputs"] = {
+        "heldout": len(heldout),
+        "val": sum(row["source"] == "val" for row in heldout),
+        "unseen": sum(row["source"] == "unseen" for row in heldout),
+        "labelled": sum(row["id"] in labels for row in heldout),
+    }
+    return summary
+
+
+def read_arm(path: str | Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise QualityError(f"{path}: cannot read the arm's answers ({err})") from None
+
+
+# Report ----------------------------------------------------------------------------------
+
+
+def teacher_is_base(teacher: dict, base_model: str) -> bool:
+    """The embedded default: the local teacher is the very model being distilled."""
+    return teacher.get("backend") == "llama_cpp" and teacher.get("model") == base_model
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.0f}%"
+
+
+def _interval(ci: list[float]) -> str:
+    return f"{100 * ci[0]:.0f}–{100 * ci[1]:.0f}%"
+
+
+def summary_rows(quality: dict) -> list[dict[str, str]]:
+    rows = []
+    for task, arms in quality["tasks"].items():
+        for arm in ARMS:
+            stats = arms[arm]
+            agreement = _percent(stats["field_agreement"])
+            rows.append(
+                {
+                    "task": task,
+                    "arm": arm,
+                    "n": str(stats["n"]),
+                    "compliant": f"{stats['compliant']}/{stats['n']}",
+                    "rate (95% CI)": f"{_percent(stats['rate'])} ({_interval(stats['ci95'])})",
+                    "field agreement (n)": f"{agreement} ({stats['labelled_valid']})",
+                    "valid but wrong": f"{stats['valid_but_wrong']}/{stats['labelled_valid']}",
+                    "mean tokens": f"{stats['mean_answer_tokens']}",
+                    "ran to max_tokens": str(stats["ran_to_max_tokens"]),
+                }
+            )
+    return rows
+
+
+def outcome_table_rows(quality: dict) -> list[dict[str, str]]:
+    return [
+        {"task": task, "arm": arm, **{o: str(arms[arm]["outcomes"].get(o, 0)) for o in OUTCOMES}}
+        for task, arms in quality["tasks"].items()
+        for arm in ARMS
+    ]
+
+
+def field_table_rows(quality: dict) -> list[dict[str, str]]:
+    rows = []
+    for task, arms in quality["tasks"].items():
+        names = sorted({name for arm in ARMS for name in arms[arm]["fields"]})
+        for name in names:
+            row = {"task": task, "field": name}
+            for arm in ARMS:
+                field = arms[arm]["fields"].get(name)
+                cell = "–" if field is None else _percent(field["mean"])
+                if field is not None and "within_1" in field:
+                    cell += f" (±1: {_percent(field['within_1'])})"
+                row[arm] = cell
+            rows.append(row)
+    return rows
+
+
+def _markdown_table(rows: list[dict[str, str]]) -> list[str]:
+    columns = list(rows[0]) if rows else []
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return lines + ["| " + " | ".join(row[c].replace("|", "\\|") for c in columns) + " |" for row in rows]
+
+
+def render_quality_markdown(quality: dict) -> str:
+    """results/quality/quality.md: the tables, and how to read them."""
+    lines = [
+        "# vault-distill: quality benchmark",
+        "",
+        f"Base model `{quality['base_model']}`; teacher `{quality['teacher']['model']}` "
+        f"({quality['teacher']['backend']}). Every arm decodes as the Modelfile says: {quality['decoding_line']}.",
+        "",
+        "Arms: `base` and `tuned` are prompted only (the task's system prompt and the input), as Ollama "
+        "serves them; `base_grammar` and `tuned_grammar` are constrained to the task's JSON schema as a "
+        "llama.cpp grammar, which is what Ollama's `format` does.",
+        "",
+        f"{quality['compliance_rule'][0].upper()}{quality['compliance_rule'][1:]}. The interval is Wilson's, 95%.",
+        "",
+        f"{quality['agreement_rule'][0].upper()}{quality['agreement_rule'][1:]}",
+    ]
+    if quality["teacher_is_base"]:
+        lines += [
+            "",
+            "**The teacher is the base model itself** (the embedded default). Field agreement then measures "
+            "distillation fidelity only, not correctness, and `base_grammar` is nearly the teacher's own "
+            "decoding (it differs only in sampling settings), so its agreement is close to the ceiling by "
+            "construction.",
+        ]
+    lines += ["", "## Compliance and agreement", "", *_markdown_table(summary_rows(quality))]
+    lines += ["", "## Answers by outcome", "", *_markdown_table(outcome_table_rows(quality))]
+    lines += ["", "## Agreement with the teacher, per field", "", *_markdown_table(field_table_rows(quality))]
+    inputs = [f"{task} {arms['inputs']['heldout']}" for task, arms in quality["tasks"].items()]
+    lines += ["", f"Held-out inputs per task: {', '.join(inputs)}."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_quality(quality: dict, out: str | Path) -> None:
+    """Compliance rate per task and arm, with Wilson 95% interval bars."""
+    from .report import _pyplot
+
+    plt = _pyplot()
+    tasks = list(quality["tasks"])
+    width = 0.2
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(tasks)), 4))
+    for index, arm in enumerate(ARMS):
+        stats = [quality["tasks"][task][arm] for task in tasks]
+        rates = [s["rate"] for s in stats]
+        errors = [[s["rate"] - s["ci95"][0] for s in stats], [s["ci95"][1] - s["rate"] for s in stats]]
+        positions = [t + (index - 1.5) * width for t in range(len(tasks))]
+        ax.bar(positions, rates, width, yerr=errors, capsize=3, label=arm)
+    ax.set_xticks(range(len(tasks)), tasks)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("format compliance (Wilson 95% CI)")
+    ax.legend(loc="upper left", fontsize="small", ncols=2)
+    fig.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+# The whole benchmark ---------------------------------------------------------------------
+
+
+def quality_files(task: str, results: str = "results") -> dict[str, str]:
+    """Where each job of the benchmark writes for one task."""
+    folder = f"{results}/quality/{task}"
+    return {
+        "heldout": f"{folder}/heldout.jsonl",
+        "unseen_inputs": f"{folder}/unseen_inputs.jsonl",
+        "teacher": f"{folder}/teacher.jsonl",
+        **{arm: f"{folder}/answers/{arm}.json" for arm in ARMS},
+    }
+
+
+def build_quality(
+    schemas: dict[str, str | Path],
+    teacher: dict,
+    base_model: str,
+    decoding_line: str,
+    teacher_labels: bool,
+    results: str = "results",
+) -> dict:
+    """quality.json over every task in `schemas` (task -> its output schema file)."""
+    tasks = {}
+    for task, schema_file in schemas.items():
+        files = quality_files(task, results)
+        heldout = read_jsonl(files["heldout"])
+        references = teacher_references(read_jsonl(files["teacher"])) if teacher_labels else {}
+        arms = {arm: read_arm(files[arm])["answers"] for arm in ARMS}
+        schema = json.loads(Path(schema_file).read_text(encoding="utf-8"))
+        tasks[task] = task_quality(heldout, references, arms, schema)
+    return {
+        "tasks": tasks,
+        "base_model": base_model,
+        "teacher": {"backend": teacher["backend"], "model": teacher["model"]},
+        "teacher_is_base": teacher_is_base(teacher, base_model),
+        "teacher_labels": teacher_labels,
+        "decoding_line": decoding_line,
+        "compliance_rule": COMPLIANCE_RULE,
+        "agreement_rule": AGREEMENT_RULE,
+    }
