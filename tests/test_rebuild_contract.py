@@ -128,8 +128,8 @@ def planned_jobs(workdir: Path, target: str = "all") -> set[tuple[str, str | Non
 def task_of(output: str) -> str | None:
     """The task of results/<task>/... and of results/quality/<task>/...; None for shared files."""
     parts = Path(output).parts
-    if len(parts) > 3 and parts[:2] == ("results", "quality"):
-        parts = parts[1:]
+    if parts[:2] == ("results", "quality"):
+        parts = ("results", *parts[2:])
     return parts[1] if len(parts) > 2 and parts[0] == "results" and parts[1] in TASKS else None
 
 
