@@ -154,3 +154,32 @@ def test_minimal_config_gets_schema_defaults(tmp_path):
     done = snakemake(workdir, "-n", "--printshellcmds", "--verbose", "results/judge/teacher.jsonl")
     assert "teacher" in done.stdout
     assert "planner" not in done.stdout
+
+
+def test_every_training_and_teacher_setting_declares_its_role_once():
+    from vault_distill.config import keys_with_role, setting_roles
+    from vault_distill.teacher import generation_identity
+    from vault_distill.train import LEARNING_KEYS, MEMORY_TRADE_KEYS
+
+    shipped = default_config()
+    assert set(setting_roles("training")) == set(shipped["training"])
+    assert set(setting_roles("teacher")) == set(shipped["teacher"])
+    assert set(LEARNING_KEYS) | set(MEMORY_TRADE_KEYS) == set(shipped["training"])
+    assert MEMORY_TRADE_KEYS == ("gradient_checkpointing", "cache_dequantized_weights")
+    # The teacher cache's keys are built from this: the same set as before roles were declared,
+    # so that no cached answer is paid for again.
+    assert set(generation_identity(shipped["teacher"])) == {
+        "backend", "model", "command", "response_format", "temperature", "max_tokens", "seed", "n_ctx",
+        "schema_retries",
+    }  # fmt: skip
+    assert keys_with_role("teacher", "runs") == ("base_url", "api_key_env", "timeout_s", "max_retries", "cache_dir")
+
+
+def test_a_setting_without_a_role_is_named(monkeypatch):
+    from vault_distill import config as config_module
+
+    schema = config_module._schema()
+    broken = {**schema, "properties": {**schema["properties"], "teacher": {"properties": {"colour": {}}}}}
+    monkeypatch.setattr(config_module, "_schema", lambda: broken)
+    with pytest.raises(config_module.ConfigError, match=r"teacher\.colour declares no x-role"):
+        config_module.setting_roles("teacher")

@@ -14,6 +14,7 @@ from vault_distill.config import (  # noqa: E402
     ConfigError,
     check_config_files,
     explain_validation_error,
+    keys_with_role,
     training_settings,
 )
 from vault_distill.gguf import gguf_suffix  # noqa: E402
@@ -38,7 +39,6 @@ from vault_distill.resources import (  # noqa: E402
     training_tokens,
 )
 from vault_distill.teacher import generation_identity  # noqa: E402
-from vault_distill.train import LEARNING_KEYS  # noqa: E402
 from vault_distill.vault import notes_read_by_task  # noqa: E402
 
 try:
@@ -57,10 +57,9 @@ except ConfigError as err:
 TASKS = list(config["tasks"])
 VAULT = Path(config["vault"])
 GGUF_SUFFIX = gguf_suffix(config["gguf"]["outtype"])
-# The training settings that are a rerun trigger: what shapes the adapter, and the device
-# (its arithmetic differs). Gradient checkpointing and checkpoint cadence only trade memory
-# or time for the same adapter, so the train script reads them from the config.
-TRAINING_KEYS = (*LEARNING_KEYS, "device")
+# The training settings that are a rerun trigger: those that shape the adapter (x-role: makes in
+# config/schema.yaml). The memory trades (x-role: runs) are read by the train script itself.
+TRAINING_KEYS = keys_with_role("training", "makes")
 # Where tokenizer fingerprints are memoized (see base_tokenizer_fingerprint).
 TOKENIZER_FINGERPRINTS = "cache/tokenizer-fingerprints"
 # What changes a teacher answer (also the teacher cache's key): the teach jobs' rerun

@@ -4,16 +4,15 @@ from pathlib import Path
 
 from vault_distill.config import training_settings
 from vault_distill.runtime import read_jsonl, setup_logging, write_json
-from vault_distill.train import train_adapter, write_log_history
+from vault_distill.train import MEMORY_TRADE_KEYS, train_adapter, write_log_history
 
 log = setup_logging(snakemake.log[0])
 task = snakemake.wildcards.task
-# Gradient checkpointing, the dequantized weight cache and checkpoint cadence trade memory or
-# time for the same adapter, so they are not among the rule's params (its rerun trigger) and
-# come from the config.
+# The memory trades and checkpoint cadence trade memory or time for the same adapter, so they
+# are not among the rule's params (its rerun trigger) and come from the config.
 checkpoints = snakemake.config["checkpoints"]
 settings = training_settings(snakemake.config, task)
-memory_trades = {key: settings[key] for key in ("gradient_checkpointing", "cache_dequantized_weights")}
+memory_trades = {key: settings[key] for key in MEMORY_TRADE_KEYS}
 result = train_adapter(
     train_rows=read_jsonl(snakemake.input.train),
     val_rows=read_jsonl(snakemake.input.val),

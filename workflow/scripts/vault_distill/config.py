@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
 import jsonschema
+import yaml
+
+SCHEMA_FILE = Path(__file__).resolve().parents[3] / "config" / "schema.yaml"
+# The schema sections whose settings declare an x-role, and where their properties live.
+ROLE_SECTIONS = {"training": ("$defs", "training_values"), "teacher": ("properties", "teacher")}
+ROLES = ("makes", "runs")
 
 
 class ConfigError(ValueError):
@@ -34,6 +41,29 @@ def explain_validation_error(error: jsonschema.ValidationError) -> str:
     if best.validator == "pattern" and best.parent is not None and best.parent.validator == "propertyNames":
         return f"config key '{dotted(path)}': {best.message}"
     return f"config key '{dotted(path)}': {best.message}"
+
+
+@functools.cache
+def _schema() -> dict:
+    return yaml.safe_load(SCHEMA_FILE.read_text(encoding="utf-8"))
+
+
+def setting_roles(section: str) -> dict[str, str]:
+    """Each setting of `section` (training, teacher) and its declared x-role: `makes` (part of
+    what a job makes, so a rerun trigger) or `runs` (only how the job runs)."""
+    node = _schema()
+    for part in ROLE_SECTIONS[section]:
+        node = node[part]
+    roles = {key: prop.get("x-role") for key, prop in node["properties"].items()}
+    undeclared = [key for key, role in roles.items() if role not in ROLES]
+    if undeclared:
+        raise ConfigError(f"{SCHEMA_FILE}: {section}.{undeclared[0]} declares no x-role (one of {', '.join(ROLES)})")
+    return roles
+
+
+def keys_with_role(section: str, role: str) -> tuple[str, ...]:
+    """The settings of `section` whose x-role is `role`, in the schema's order."""
+    return tuple(key for key, declared in setting_roles(section).items() if declared == role)
 
 
 def training_settings(config: dict, task: str) -> dict:

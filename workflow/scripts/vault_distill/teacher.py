@@ -27,6 +27,7 @@ from tenacity import (
 from tqdm import tqdm
 
 from .cache import ResponseCache, cache_key
+from .config import keys_with_role
 from .models import resolve_gguf
 
 log = logging.getLogger(__name__)
@@ -264,9 +265,9 @@ class TeacherRun:
 
 
 def generation_identity(settings: dict) -> dict:
-    """Everything that changes an answer. Endpoint, timeouts and retry counts do not."""
-    keys = ("backend", "model", "command", "response_format", "temperature", "max_tokens", "seed", "n_ctx")
-    return {key: settings.get(key) for key in keys} | {"schema_retries": settings["schema_retries"]}
+    """Everything that changes an answer (x-role `makes` in config/schema.yaml): the teach
+    rule's rerun trigger and part of every cache key. Endpoint, timeouts and retries do not."""
+    return {key: settings.get(key) for key in keys_with_role("teacher", "makes")}
 
 
 def ask_with_retries(backend: Backend, settings: dict, system: str, user: str, schema: dict) -> dict:

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import keys_with_role
 from .hardware import describe_hardware, dtype_name, peak_memory_mb, resolve_device, resolve_dtype, set_threads
 from .quantize import QUANT_SETTINGS_FILE, load_quantized
 
@@ -31,25 +32,11 @@ ACTIVATION_MEMORY_SHARE = 0.5
 # Beyond it the weights stay 4-bit between steps, as QLoRA intends (a 7B base on a 24 GB GPU).
 DEQUANTIZED_CACHE_MEMORY_SHARE = 0.25
 
-# The settings that shape what is learned (and so which checkpoints can be resumed).
-LEARNING_KEYS = (
-    "max_length",
-    "epochs",
-    "max_steps",
-    "learning_rate",
-    "lr_scheduler",
-    "warmup_ratio",
-    "weight_decay",
-    "batch_size",
-    "grad_accum",
-    "lora_r",
-    "lora_alpha",
-    "lora_dropout",
-    "target_modules",
-    "neftune_alpha",
-    "seed",
-    "dtype",
-)
+# The settings that shape what is learned, as config/schema.yaml declares them (x-role: makes):
+# the train rule's rerun trigger, and which checkpoints a killed training may resume from.
+LEARNING_KEYS = keys_with_role("training", "makes")
+# The settings that only trade memory or time for the same adapter (x-role: runs).
+MEMORY_TRADE_KEYS = keys_with_role("training", "runs")
 
 
 @dataclass(frozen=True)
