@@ -1,5 +1,6 @@
 # vault-distill: a notes vault -> five small task-specific models for Ollama.
-# The config is validated in workflow/rules/common.smk; each stage has its own rules file.
+# The config is validated in workflow/rules/common.smk. Each stage goes by one name: its rule, its
+# rules file, its entry script, its package module, its log and its benchmark file.
 import re
 
 from snakemake.utils import min_version
@@ -22,14 +23,17 @@ wildcard_constraints:
 
 
 include: "workflow/rules/extract.smk"
-include: "workflow/rules/teacher.smk"
+include: "workflow/rules/teach.smk"
+include: "workflow/rules/base_tokenizer.smk"
 include: "workflow/rules/base.smk"
-include: "workflow/rules/sft.smk"
+include: "workflow/rules/split.smk"
 include: "workflow/rules/quantize.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/merge.smk"
-include: "workflow/rules/gguf.smk"
+include: "workflow/rules/convert.smk"
 include: "workflow/rules/modelfile.smk"
+include: "workflow/rules/ollama_create.smk"
+include: "workflow/rules/base_gguf.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/quality.smk"

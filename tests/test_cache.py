@@ -20,7 +20,7 @@ import pytest
 from conftest import held_cache_keys
 
 from vault_distill.cache import ResponseCache, cache_key
-from vault_distill.teacher import generation_identity, run_teacher
+from vault_distill.teach import generation_identity, run_teacher
 
 SYSTEM = "Label the note."
 SCHEMA = {

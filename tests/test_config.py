@@ -158,7 +158,7 @@ def test_minimal_config_gets_schema_defaults(tmp_path):
 
 def test_every_training_and_teacher_setting_declares_its_role_once():
     from vault_distill.config import keys_with_role, setting_roles
-    from vault_distill.teacher import generation_identity
+    from vault_distill.teach import generation_identity
     from vault_distill.train import LEARNING_KEYS, MEMORY_TRADE_KEYS
 
     shipped = default_config()

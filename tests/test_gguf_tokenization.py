@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from vault_distill.gguf import GgufCheckFailed, whitespace_resegmentations
+from vault_distill.convert import GgufCheckFailed, whitespace_resegmentations
 from vault_distill.models import resolve_gguf
 
 NOTE_WITH_NUMBERED_STEPS = (

@@ -70,7 +70,7 @@ def test_build_writes_every_artifact_and_then_has_nothing_to_do(built):
     assert (results / TASK / "adapter" / "adapter_model.safetensors").is_file()
     assert not (results / TASK / "merged").exists(), "the merged folder is temp() by default"
     assert (results / "base" / "hqq" / "qmodel.pt").is_file()
-    for stage in ("base/model", "base/quantize", f"{TASK}/train", f"{TASK}/merge", f"{TASK}/gguf"):
+    for stage in ("base", "quantize", f"{TASK}/train", f"{TASK}/merge", f"{TASK}/convert"):
         assert (results / "benchmarks" / f"{stage}.tsv").is_file(), stage
 
     metrics = read_json(results / TASK / "train_metrics.json")
@@ -181,7 +181,7 @@ def test_merged_model_answers_differently_from_the_base(built, merged):
 def test_gguf_check_fails_on_a_different_chat_template(built, merged, tmp_path):
     import shutil
 
-    from vault_distill.gguf import GgufCheckFailed, check_gguf
+    from vault_distill.convert import GgufCheckFailed, check_gguf
 
     workdir, _ = built
     altered = tmp_path / "altered"
@@ -444,7 +444,7 @@ def test_unreachable_base_model_names_the_setting(tmp_path, spec, message):
     same path as a failed connection without its minute of retries."""
     code = (
         "import sys\n"
-        "from vault_distill.quantize import materialize_base\n"
+        "from vault_distill.base import materialize_base\n"
         "from vault_distill.models import ModelNotFound\n"
         "try:\n"
         f"    materialize_base({spec!r}, {str(tmp_path / 'out')!r})\n"

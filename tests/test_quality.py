@@ -25,7 +25,7 @@ from vault_distill.quality import (
     token_f1,
     wilson_interval,
 )
-from vault_distill.sft import split_order
+from vault_distill.split import split_order
 
 
 def schema(task):

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vault_distill.sft import (
+from vault_distill.split import (
     TRUNCATION_MARKER,
     DroppedExample,
     build_example,

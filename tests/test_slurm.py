@@ -52,12 +52,12 @@ EXPECTED_JOBS = {
 GPU_RULES = {"quantize", "train", "merge"}
 # Where each benchmarked rule writes its benchmark (the peak memory it really used).
 BENCHMARKS = {
-    "base": "base/model",
-    "quantize": "base/quantize",
-    "teach": "{task}/teacher",
+    "base": "base",
+    "quantize": "quantize",
+    "teach": "{task}/teach",
     "train": "{task}/train",
     "merge": "{task}/merge",
-    "convert": "{task}/gguf",
+    "convert": "{task}/convert",
 }
 # Files that a deterministic pipeline must reproduce byte for byte.
 DATA_FILES = ("inputs.jsonl", "teacher.jsonl", "teacher_rejects.jsonl", "sft/train.jsonl", "sft/val.jsonl")

@@ -30,7 +30,7 @@ from servers.llama_server import LlamaServer, free_port
 
 from vault_distill.cache import ResponseCache
 from vault_distill.models import resolve_gguf
-from vault_distill.teacher import TeacherError, TransientError, run_teacher
+from vault_distill.teach import TeacherError, TransientError, run_teacher
 
 pytestmark = pytest.mark.slow
 

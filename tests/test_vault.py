@@ -4,7 +4,7 @@ import pytest
 from conftest import ROOT, write_note
 
 from vault_distill.extract import content_id, cut_middle, extract_task_inputs
-from vault_distill.sft import TRUNCATION_MARKER
+from vault_distill.split import TRUNCATION_MARKER
 from vault_distill.vault import (
     BadNote,
     notes_read_by_task,

@@ -1,26 +1,10 @@
-rule base_tokenizer:
-    output:
-        directory("results/base/tokenizer"),
-    log:
-        "results/logs/base/tokenizer.log",
-    conda:
-        "../../envs/vault-distill.yaml"
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    params:
-        fingerprint=base_tokenizer_fingerprint,
-    script:
-        "../scripts/base_tokenizer.py"
-
-
 rule base:
     output:
         directory("results/base/model"),
     log:
-        "results/logs/base/model.log",
+        "results/logs/base.log",
     benchmark:
-        "results/benchmarks/base/model.tsv"
+        "results/benchmarks/base.tsv"
     conda:
         "../../envs/vault-distill.yaml"
     threads: 2
@@ -31,4 +15,4 @@ rule base:
     params:
         base_model=config["base_model"],
     script:
-        "../scripts/base_model.py"
+        "../scripts/base.py"

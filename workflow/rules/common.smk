@@ -17,7 +17,7 @@ from vault_distill.config import (  # noqa: E402
     keys_with_role,
     training_settings,
 )
-from vault_distill.gguf import gguf_suffix  # noqa: E402
+from vault_distill.convert import gguf_suffix  # noqa: E402
 from vault_distill.models import (  # noqa: E402
     BUNDLED,
     ModelNotFound,
@@ -38,7 +38,7 @@ from vault_distill.resources import (  # noqa: E402
     training_seconds,
     training_tokens,
 )
-from vault_distill.teacher import generation_identity  # noqa: E402
+from vault_distill.teach import generation_identity  # noqa: E402
 from vault_distill.vault import notes_read_by_task  # noqa: E402
 
 try:

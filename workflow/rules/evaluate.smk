@@ -1,28 +1,3 @@
-# The base model converted once to the same GGUF type as the tuned ones: the fair baseline.
-rule base_gguf:
-    input:
-        model="results/base/model",
-    output:
-        gguf=f"results/base/base.{GGUF_SUFFIX}.gguf",
-        check="results/base/gguf_check.json",
-    log:
-        "results/logs/base/gguf.log",
-    benchmark:
-        "results/benchmarks/base/gguf.tsv"
-    conda:
-        "../../envs/vault-distill.yaml"
-    threads: 2
-    resources:
-        mem_mb=8000,
-        runtime=60,
-        gpu=0,
-    params:
-        outtype=config["gguf"]["outtype"],
-        check_tokens=config["gguf"]["check_tokens"],
-    script:
-        "../scripts/base_gguf.py"
-
-
 rule evaluate:
     input:
         tuned=f"results/{{task}}/{{task}}.{GGUF_SUFFIX}.gguf",

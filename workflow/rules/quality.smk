@@ -53,7 +53,7 @@ rule quality_teach:
         teacher=TEACHER_GENERATION,
         examples=config["quality"]["max_inputs"],
     script:
-        "../scripts/teacher.py"
+        "../scripts/teach.py"
 
 
 rule quality_base:

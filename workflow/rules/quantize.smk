@@ -4,9 +4,9 @@ rule quantize:
     output:
         directory("results/base/hqq"),
     log:
-        "results/logs/base/quantize.log",
+        "results/logs/quantize.log",
     benchmark:
-        "results/benchmarks/base/quantize.tsv"
+        "results/benchmarks/quantize.tsv"
     conda:
         "../../envs/vault-distill.yaml"
     threads: 2

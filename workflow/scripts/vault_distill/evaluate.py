@@ -27,7 +27,7 @@ import jsonschema
 
 from .decoding import llama_cpp_model_options, llama_cpp_sampling
 from .hardware import describe_cpu
-from .teacher import SchemaFailure, parse_answer
+from .teach import SchemaFailure, parse_answer
 
 # Each answer gets exactly one outcome, checked in this order.
 COMPLIANT = "compliant"
@@ -215,7 +215,7 @@ def answer_chats(llm, chats: list[dict], decoding: dict, constrain_to: dict | No
     `constrain_to` (a JSON schema) constrains decoding to its grammar, as Ollama's `format` does."""
     from llama_cpp import LlamaGrammar
 
-    from .gguf import gguf_chat_prompt
+    from .convert import gguf_chat_prompt
 
     sampling = llama_cpp_sampling(decoding)
     grammar = None

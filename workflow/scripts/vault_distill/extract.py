@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .sft import TRUNCATION_MARKER, middle_truncate
+from .split import TRUNCATION_MARKER, middle_truncate
 from .vault import BadNote, Note, list_notes, read_note, resolve_link, select_notes, stem_index
 
 DATE_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")

@@ -26,7 +26,7 @@ import jsonschema
 
 from .evaluate import COMPLIANCE_RULE, OUTCOMES, answer_chats, load_gguf, reference_answer, score_answer
 from .runtime import read_jsonl
-from .sft import DroppedExample, build_example, split_order
+from .split import DroppedExample, build_example, split_order
 
 ARMS = ("base", "base_grammar", "tuned", "tuned_grammar")
 BASE_ARMS = ("base", "base_grammar")

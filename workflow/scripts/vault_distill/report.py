@@ -18,12 +18,10 @@ from pathlib import Path
 
 from .decoding import describe_decoding
 
-# The per-task and shared jobs whose benchmark files the report reads, in pipeline order,
-# by benchmark file name, and the rules that write them.
-TASK_STAGES = ("teacher", "train", "merge", "gguf", "evaluate")
-STAGE_RULES = {"teacher": "teach", "train": "train", "merge": "merge", "gguf": "convert", "evaluate": "evaluate"}
-BASE_STAGES = ("model", "quantize", "gguf")
-BASE_RULES = {"model": "base", "quantize": "quantize", "gguf": "base_gguf"}
+# The per-task and shared stages whose benchmark files the report reads, in pipeline order. A
+# stage's rule, log and benchmark file share its name.
+TASK_STAGES = ("teach", "train", "merge", "convert", "evaluate")
+BASE_STAGES = ("base", "quantize", "base_gguf")
 
 TABLE_COLUMNS = (
     "task",
@@ -54,7 +52,7 @@ def task_files(task: str, results: str = "results") -> dict[str, str]:
 
 
 def base_files(results: str = "results") -> dict[str, str]:
-    return {f"benchmark_{stage}": f"{results}/benchmarks/base/{stage}.tsv" for stage in BASE_STAGES}
+    return {f"benchmark_{stage}": f"{results}/benchmarks/{stage}.tsv" for stage in BASE_STAGES}
 
 
 def _existing(path: str | Path) -> Path:
@@ -266,10 +264,10 @@ def outcome_rows(results: list[TaskResult]) -> tuple[list[str], list[dict]]:
 
 def timing_rows(results: list[TaskResult]) -> tuple[list[str], list[dict]]:
     """Wall time of each task's jobs, columns named by the rules that ran them."""
-    columns = ["task", *(STAGE_RULES[stage] for stage in TASK_STAGES), "total"]
+    columns = ["task", *TASK_STAGES, "total"]
     rows = []
     for result in results:
-        seconds = {STAGE_RULES[stage]: result.benchmarks[stage]["seconds"] for stage in TASK_STAGES}
+        seconds = {stage: result.benchmarks[stage]["seconds"] for stage in TASK_STAGES}
         total = sum(s for s in seconds.values() if s is not None)
         rows.append(
             {
@@ -284,7 +282,7 @@ def timing_rows(results: list[TaskResult]) -> tuple[list[str], list[dict]]:
 def shared_timing_rows(base: dict[str, dict]) -> tuple[list[str], list[dict]]:
     columns = ["shared job (once per build)", "wall time"]
     rows = [
-        {"shared job (once per build)": BASE_RULES[stage], "wall time": format_seconds(base[stage]["seconds"])}
+        {"shared job (once per build)": stage, "wall time": format_seconds(base[stage]["seconds"])}
         for stage in BASE_STAGES
     ]
     return columns, rows

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from vault_distill.runtime import read_jsonl, setup_logging, write_json, write_jsonl
-from vault_distill.teacher import run_teacher
+from vault_distill.teach import run_teacher
 
 log = setup_logging(snakemake.log[0])
 run = run_teacher(

@@ -7,7 +7,7 @@ rule split:
         val="results/{task}/sft/val.jsonl",
         stats="results/{task}/sft/stats.json",
     log:
-        "results/logs/{task}/sft.log",
+        "results/logs/{task}/split.log",
     conda:
         "../../envs/vault-distill.yaml"
     resources:
@@ -17,4 +17,4 @@ rule split:
         max_length=task_training("max_length"),
         val_fraction=task_setting("val_fraction"),
     script:
-        "../scripts/sft.py"
+        "../scripts/split.py"

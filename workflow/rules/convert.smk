@@ -7,9 +7,9 @@ rule convert:
         gguf=f"results/{{task}}/{{task}}.{GGUF_SUFFIX}.gguf",
         check="results/{task}/gguf_check.json",
     log:
-        "results/logs/{task}/gguf.log",
+        "results/logs/{task}/convert.log",
     benchmark:
-        "results/benchmarks/{task}/gguf.tsv"
+        "results/benchmarks/{task}/convert.tsv"
     conda:
         "../../envs/vault-distill.yaml"
     threads: 2
@@ -21,4 +21,4 @@ rule convert:
         outtype=config["gguf"]["outtype"],
         check_tokens=config["gguf"]["check_tokens"],
     script:
-        "../scripts/to_gguf.py"
+        "../scripts/convert.py"

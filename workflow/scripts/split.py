@@ -1,7 +1,7 @@
 """Snakemake entry point: teacher answers -> TRL prompt/completion train/val sets."""
 
 from vault_distill.runtime import read_jsonl, setup_logging, write_json, write_jsonl
-from vault_distill.sft import build_sft_dataset
+from vault_distill.split import build_sft_dataset
 
 log = setup_logging(snakemake.log[0])
 from transformers import AutoTokenizer  # noqa: E402 - after logging, so its warnings land in the log

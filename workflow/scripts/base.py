@@ -1,7 +1,7 @@
 """Snakemake entry point: materialize the configured base model as an HF safetensors folder."""
 
+from vault_distill.base import materialize_base
 from vault_distill.hardware import set_threads
-from vault_distill.quantize import materialize_base
 from vault_distill.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])

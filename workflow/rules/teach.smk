@@ -8,9 +8,9 @@ rule teach:
         rejects="results/{task}/teacher_rejects.jsonl",
         stats="results/{task}/teacher_stats.json",
     log:
-        "results/logs/{task}/teacher.log",
+        "results/logs/{task}/teach.log",
     benchmark:
-        "results/benchmarks/{task}/teacher.tsv"
+        "results/benchmarks/{task}/teach.tsv"
     conda:
         "../../envs/vault-distill.yaml"
     threads: teacher_threads()
@@ -22,4 +22,4 @@ rule teach:
         teacher=TEACHER_GENERATION,
         examples=task_setting("examples"),
     script:
-        "../scripts/teacher.py"
+        "../scripts/teach.py"
