@@ -27,6 +27,57 @@ def tokenizer():
     return load_tokenizer("bundled:smollm2")
 
 
+@pytest.fixture
+def vault(tmp_path: Path) -> Path:
+    """A small vault of hand-written notes: topics, links, aliases, daily notes, broken ones."""
+    v = tmp_path / "vault"
+    write_note(
+        v,
+        "topics/Raft.md",
+        """
+        ---
+        tags: [distributed-systems, research]
+        ---
+        Raft elects a leader. See [[Paxos|the older one]] and [[Vector clocks#history]] and [[Missing note]].
+        """,
+    )
+    write_note(v, "topics/Paxos.md", "---\ntags: [distributed-systems]\n---\nPaxos is subtle.\n")
+    write_note(v, "tech/Vector clocks.md", "---\ntags: tech, research\n---\nCode:\n```python\nprint(1)\n```\n")
+    write_note(v, "goals/Run a 10k.md", "---\ntags: [goal]\n---\nTrain for it. [[Raft]] is unrelated.\n")
+    write_note(v, "daily/2026-09-01.md", "---\ndate: 2026-09-01\n---\nMonday run.\n")
+    write_note(v, "daily/2026-09-02.md", "Tuesday rest.\n")
+    write_note(v, "daily/2026-09-04.md", "Thursday tempo.\n")
+    write_note(v, ".obsidian/workspace.md", "not a note\n")
+    return v
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
+    """A random-initialised Llama (2 layers of width 64) with SmolLM2's real tokenizer and chat
+    template, saved as an HF folder: the real transformers, HQQ and PEFT code paths on a model
+    that loads in a blink. Quality means nothing here; shapes, names and arithmetic do."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    folder = tmp_path_factory.mktemp("tiny") / "model"
+    LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def write_note(vault: Path, rel: str, text: str | bytes) -> Path:
     path = vault / rel
     path.parent.mkdir(parents=True, exist_ok=True)

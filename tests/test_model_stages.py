@@ -16,14 +16,6 @@ import pytest
 from conftest import ROOT, absolute_resources, default_config, kill_snakemake_when, make_workdir, snakemake
 
 from vault_distill.report import ReportError, build_report, format_mb, format_seconds
-from vault_distill.train import (
-    cache_dequantized_weights,
-    decide_dequantized_cache,
-    decide_gradient_checkpointing,
-    dequantized_bytes,
-    hqq_layers,
-    training_autocast,
-)
 
 pytestmark = pytest.mark.slow
 
@@ -339,96 +331,6 @@ def test_killed_training_resumes_from_its_last_checkpoint(built):
     assert metrics["resumed_from_step"] is not None and metrics["resumed_from_step"] >= 4
     assert "resuming from" in (workdir / f"results/logs/{TASK}/train.log").read_text()
     assert not any(checkpoints.rglob("checkpoint-*"))
-
-
-@pytest.mark.parametrize(
-    ("setting", "free_gb", "expected"),
-    [("auto", 24, False), ("auto", 0.5, True), (True, 24, True), (False, 0.5, False)],
-)
-def test_gradient_checkpointing_is_decided_from_the_memory_budget(setting, free_gb, expected):
-    from types import SimpleNamespace
-
-    smollm2 = SimpleNamespace(hidden_size=576, num_hidden_layers=30, num_attention_heads=9)
-    decision = decide_gradient_checkpointing(setting, smollm2, 4, 512, 2, free_gb * 2**30)
-    assert decision.enabled is expected
-    assert 500 < decision.need_mb < 4000  # ~1.6 GB for 4x512 tokens of SmolLM2-135M
-
-
-@pytest.mark.parametrize(
-    ("setting", "weight_gb", "free_gb", "expected"),
-    [("auto", 0.2, 24, True), ("auto", 14, 24, False), (True, 14, 24, True), (False, 0.2, 24, False)],
-    ids=["135M-cpu", "7B-24GB", "forced-on", "forced-off"],
-)
-def test_dequantized_cache_is_decided_from_the_memory_budget(setting, weight_gb, free_gb, expected):
-    decision = decide_dequantized_cache(setting, weight_gb * 2**30, free_gb * 2**30)
-    assert decision.enabled is expected
-    assert decision.need_mb == pytest.approx(weight_gb * 1024, rel=1e-3)
-
-
-def test_cached_dequantized_weights_give_hqqs_own_outputs_and_gradients():
-    """The cache is a speed trade only: the same forward values and the same input gradients
-    as HQQ's own dequantize-every-time path, on real HQQ 4-bit layers."""
-    import torch
-    from hqq.core.quantize import BaseQuantizeConfig, HQQLinear
-
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(128, 192, bias=True), torch.nn.SiLU(), torch.nn.Linear(192, 64))
-    quant = BaseQuantizeConfig(nbits=4, group_size=64)
-    for index in (0, 2):
-        model[index] = HQQLinear(model[index], quant, compute_dtype=torch.bfloat16, device="cpu")
-    x = torch.randn(3, 5, 128, dtype=torch.bfloat16)
-
-    def run():
-        inputs = x.clone().requires_grad_(True)
-        out = model(inputs)
-        out.float().square().sum().backward()
-        return out.detach(), inputs.grad
-
-    reference_out, reference_grad = run()
-    layers = hqq_layers(model)
-    assert dequantized_bytes(layers, 2) == (128 * 192 + 192 * 64) * 2
-    cache_dequantized_weights(layers)
-    cached_out, cached_grad = run()
-    torch.testing.assert_close(cached_out, reference_out, rtol=0, atol=0)
-    torch.testing.assert_close(cached_grad, reference_grad, rtol=0, atol=0)
-
-
-def test_lora_products_run_in_the_training_dtype_under_training_autocast():
-    """PEFT keeps the LoRA weights in fp32 for the optimizer. Without autocast (the Trainer's
-    CPU case) their products run in fp32; under training_autocast they run in bf16, the
-    gradients still reach the fp32 weights, and the output differs only by rounding."""
-    import torch
-    from hqq.core.quantize import BaseQuantizeConfig, HQQLinear
-    from peft import LoraConfig, get_peft_model
-
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(128, 192), torch.nn.SiLU(), torch.nn.Linear(192, 64))
-    quant = BaseQuantizeConfig(nbits=4, group_size=64)
-    for index in (0, 2):
-        model[index] = HQQLinear(model[index], quant, compute_dtype=torch.bfloat16, device="cpu")
-    # Random A and B (not PEFT's zero B) so that the LoRA branch changes the output.
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["0", "2"], init_lora_weights=False))
-    lora_b = [module for name, module in model.named_modules() if name.endswith("lora_B.default")]
-    seen_dtypes = []
-    for module in lora_b:
-        module.register_forward_hook(lambda module, args, out: seen_dtypes.append(out.dtype))
-    x = torch.randn(3, 5, 128, dtype=torch.bfloat16)
-
-    def run(autocast: bool):
-        seen_dtypes.clear()
-        model.zero_grad()
-        with training_autocast("cpu", torch.bfloat16 if autocast else torch.float32):
-            out = model(x)
-        out.float().square().sum().backward()
-        grads = [module.weight.grad for module in lora_b]
-        return out.detach().float(), list(seen_dtypes), grads
-
-    fp32_out, fp32_dtypes, _ = run(autocast=False)
-    mixed_out, mixed_dtypes, mixed_grads = run(autocast=True)
-    assert fp32_dtypes == [torch.float32, torch.float32]
-    assert mixed_dtypes == [torch.bfloat16, torch.bfloat16]
-    assert all(grad is not None and grad.dtype == torch.float32 and grad.abs().sum() > 0 for grad in mixed_grads)
-    torch.testing.assert_close(mixed_out, fp32_out, rtol=0.02, atol=0.02)
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,7 @@
-from pathlib import Path
-
 import pytest
-from conftest import ROOT, write_note
+from conftest import write_note
 
-from vault_distill.extract import content_id, cut_middle, extract_task_inputs
-from vault_distill.split import TRUNCATION_MARKER
+from vault_distill.extract import extract_task_inputs
 from vault_distill.vault import (
     BadNote,
     notes_read_by_task,
@@ -13,29 +10,6 @@ from vault_distill.vault import (
     split_front_matter,
     wiki_links,
 )
-
-
-@pytest.fixture
-def vault(tmp_path: Path) -> Path:
-    v = tmp_path / "vault"
-    write_note(
-        v,
-        "topics/Raft.md",
-        """
-        ---
-        tags: [distributed-systems, research]
-        ---
-        Raft elects a leader. See [[Paxos|the older one]] and [[Vector clocks#history]] and [[Missing note]].
-        """,
-    )
-    write_note(v, "topics/Paxos.md", "---\ntags: [distributed-systems]\n---\nPaxos is subtle.\n")
-    write_note(v, "tech/Vector clocks.md", "---\ntags: tech, research\n---\nCode:\n```python\nprint(1)\n```\n")
-    write_note(v, "goals/Run a 10k.md", "---\ntags: [goal]\n---\nTrain for it. [[Raft]] is unrelated.\n")
-    write_note(v, "daily/2026-09-01.md", "---\ndate: 2026-09-01\n---\nMonday run.\n")
-    write_note(v, "daily/2026-09-02.md", "Tuesday rest.\n")
-    write_note(v, "daily/2026-09-04.md", "Thursday tempo.\n")
-    write_note(v, ".obsidian/workspace.md", "not a note\n")
-    return v
 
 
 @pytest.mark.parametrize(
@@ -102,87 +76,3 @@ def test_broken_note_stays_selected_so_extract_can_report_it(vault):
     result = extract_task_inputs(vault, "=== H ===", {"folders": ["topics"], "tags": ["research"]})
     assert result.skipped == {"topics/Broken.md": "broken front matter: while parsing a flow sequence"}
     assert [rec["sources"] for rec in result.records] == [["topics/Raft.md"]]
-
-
-def test_extract_single_records_have_header_content_id_and_sources(vault):
-    result = extract_task_inputs(vault, "=== JUDGE ===", {"folders": ["topics"], "group": "single"})
-    assert len(result.records) == 2
-    for record in result.records:
-        assert record["user"].startswith("=== JUDGE ===\n\n## ")
-        assert record["id"] == content_id(record["user"])
-    raft = next(rec for rec in result.records if rec["sources"] == ["topics/Raft.md"])
-    assert "Tags: distributed-systems, research" in raft["user"]
-
-
-def test_extract_linked_groups_resolve_aliases_and_headings(vault):
-    result = extract_task_inputs(vault, "H", {"folders": ["topics"], "group": "linked", "max_linked": 3})
-    raft = next(rec for rec in result.records if rec["sources"][0] == "topics/Raft.md")
-    assert raft["sources"] == ["topics/Raft.md", "topics/Paxos.md", "tech/Vector clocks.md"]
-    limited = extract_task_inputs(vault, "H", {"folders": ["topics"], "group": "linked", "max_linked": 1})
-    assert next(rec for rec in limited.records if rec["sources"][0] == "topics/Raft.md")["sources"] == [
-        "topics/Raft.md",
-        "topics/Paxos.md",
-    ]
-
-
-def test_extract_window_slides_over_calendar_days(vault):
-    result = extract_task_inputs(vault, "H", {"folders": ["daily"], "group": "window", "window_days": 2})
-    assert [rec["sources"] for rec in result.records] == [
-        ["daily/2026-09-01.md", "daily/2026-09-02.md"],
-        ["daily/2026-09-02.md"],
-        ["daily/2026-09-04.md"],
-    ]
-
-
-def test_long_inputs_keep_their_first_third_and_last_two_thirds_at_line_ends():
-    lines = [f"line {i:03d} " + "x" * 40 for i in range(100)]
-    text = "=== H ===\n\n" + "\n".join(lines)
-    cut = cut_middle(text, 1200)
-    assert len(cut) <= 1200
-    head, tail = cut.split(TRUNCATION_MARKER)
-    assert head.startswith("=== H ===\n\nline 000") and text.startswith(head)
-    assert tail.endswith(lines[-1]) and text.endswith(tail)
-    # Whole lines only, about a third before the marker and two thirds after it.
-    assert all(line in lines for line in head.splitlines()[2:]) and all(line in lines for line in tail.splitlines())
-    assert 0.25 < len(head) / len(cut) < 0.36
-    assert cut_middle(text, len(text)) == text
-
-
-def test_extract_cuts_inputs_over_max_chars_and_ids_the_cut_text(vault):
-    whole = extract_task_inputs(vault, "H", {"folders": ["topics"], "group": "linked"}).records
-    cut = extract_task_inputs(vault, "H", {"folders": ["topics"], "group": "linked", "max_chars": 200}).records
-    assert [rec["sources"] for rec in cut] == [rec["sources"] for rec in whole]
-    for before, after in zip(whole, cut, strict=True):
-        assert len(after["user"]) <= 200 and after["id"] == content_id(after["user"])
-        if len(before["user"]) > 200:
-            assert TRUNCATION_MARKER in after["user"] and after["id"] != before["id"]
-        else:
-            assert after == before
-    assert any(TRUNCATION_MARKER in rec["user"] for rec in cut)
-
-
-def test_content_id_is_stable_and_changes_with_content(vault):
-    first = extract_task_inputs(vault, "H", {"folders": ["goals"]}).records
-    again = extract_task_inputs(vault, "H", {"folders": ["goals"]}).records
-    assert first == again
-    write_note(vault, "goals/Run a 10k.md", "---\ntags: [goal]\n---\nTrain harder.\n")
-    assert extract_task_inputs(vault, "H", {"folders": ["goals"]}).records[0]["id"] != first[0]["id"]
-
-
-def test_sample_vault_gives_every_default_task_30_inputs_and_names_bad_notes():
-    from conftest import default_config
-
-    config = default_config()
-    vault = ROOT / config["vault"]
-    for task, settings in config["tasks"].items():
-        result = extract_task_inputs(vault, settings["header"], settings["select"])
-        assert len(result.records) >= 30, task
-        assert len({rec["id"] for rec in result.records}) == len(result.records)
-    everything = extract_task_inputs(vault, "H", {"folders": ["inbox"]})
-    reasons = everything.skipped
-    assert reasons["inbox/untitled.md"] == "empty"
-    assert reasons["inbox/Quick thought.md"] == "empty"
-    assert reasons["inbox/latin1 note.md"].startswith("not UTF-8")
-    assert reasons["inbox/pasted image.md"] == "binary content"
-    assert reasons["inbox/broken front matter.md"].startswith("broken front matter")
-    assert [rec["sources"] for rec in everything.records] == [["inbox/meeting scrawl.md"]]

@@ -1,0 +1,105 @@
+"""Stage teach, its fast unit tests: how an answer is parsed, validated and written, and what a
+run asks, on a real subprocess teacher (the command backend). The network and llama.cpp
+backends run in test_teach_backends.py."""
+
+import json
+import stat
+
+import pytest
+
+from vault_distill.teach import SchemaFailure, canonical_answer, parse_answer, run_teacher, validate_answer
+
+SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["score", "verdict"],
+    "properties": {"score": {"type": "integer", "minimum": 1, "maximum": 5}, "verdict": {"enum": ["keep", "archive"]}},
+}
+
+
+def test_parse_answer_takes_the_first_object_past_fences_and_prose():
+    assert parse_answer('  {"score": 3}  ') == {"score": 3}
+    assert parse_answer('Sure!\n```json\n{"score": 4, "verdict": "keep"}\n```\nHope it helps.') == {
+        "score": 4,
+        "verdict": "keep",
+    }
+    with pytest.raises(SchemaFailure, match="not an object"):
+        parse_answer("[1, 2]")
+    with pytest.raises(SchemaFailure, match="no JSON object"):
+        parse_answer("A fine note.")
+    with pytest.raises(SchemaFailure, match="invalid JSON"):
+        parse_answer('{"score": 3,')
+
+
+def test_validate_answer_names_every_failing_field():
+    assert validate_answer('{"score": 5, "verdict": "keep"}', SCHEMA) == {"score": 5, "verdict": "keep"}
+    with pytest.raises(SchemaFailure, match=r"score: 9 is greater than the maximum of 5.*verdict: 'maybe'"):
+        validate_answer('{"score": 9, "verdict": "maybe"}', SCHEMA)
+
+
+def test_canonical_answer_is_compact_keeps_key_order_and_unicode():
+    assert (
+        canonical_answer({"verdict": "keep", "score": 2, "note": "ça"})
+        == '{"verdict": "keep", "score": 2, "note": "ça"}'
+    )
+
+
+def teacher_script(tmp_path, answers: dict[str, str]):
+    """A real program on stdin/stdout: it answers by the input's last line, and logs each call."""
+    script = tmp_path / "teacher.py"
+    script.write_text(
+        "import json, sys\n"
+        f"answers = {json.dumps(answers)}\n"
+        "prompt = sys.stdin.read()\n"
+        f"open({str(tmp_path / 'calls.log')!r}, 'a').write('call\\n')\n"
+        "print(answers[prompt.strip().splitlines()[-1]])\n",
+        encoding="utf-8",
+    )
+    runner = tmp_path / "teacher.sh"
+    runner.write_text(f"#!/bin/sh\nexec python3 {script}\n", encoding="utf-8")
+    runner.chmod(runner.stat().st_mode | stat.S_IXUSR)
+    return [str(runner)]
+
+
+def settings(tmp_path, command):
+    return {
+        "backend": "command",
+        "model": "script",
+        "command": command,
+        "response_format": "none",
+        "temperature": 0.0,
+        "max_tokens": 64,
+        "seed": 0,
+        "n_ctx": 512,
+        "timeout_s": 30,
+        "max_retries": 0,
+        "schema_retries": 1,
+        "cache_dir": str(tmp_path / "cache"),
+        "base_url": None,
+        "api_key_env": None,
+    }
+
+
+def test_run_teacher_asks_the_first_inputs_rejects_bad_answers_and_pays_once(tmp_path):
+    answers = {"a": '{"score": 4, "verdict": "keep"}', "b": "no idea", "c": '{"score": 1, "verdict": "archive"}'}
+    config = settings(tmp_path, teacher_script(tmp_path, answers))
+    inputs = [{"id": key, "sources": [f"{key}.md"], "user": key} for key in ("a", "b", "c")]
+    run = run_teacher(inputs, "Judge the note.", SCHEMA, config, max_examples=2)
+    assert [example["id"] for example in run.examples] == ["a"]
+    assert run.examples[0]["messages"][2]["content"] == '{"score": 4, "verdict": "keep"}'
+    assert [reject["id"] for reject in run.rejects] == ["b"] and run.rejects[0]["attempts"] == 2
+    assert run.stats == {
+        "inputs": 3,
+        "asked": 2,
+        "cached": 0,
+        "generated": 2,
+        "waited": 0,
+        "accepted": 1,
+        "rejected": 1,
+    }
+    calls = (tmp_path / "calls.log").read_text().count("call")
+    assert calls == 3  # a once; b twice (one schema retry)
+
+    again = run_teacher(inputs, "Judge the note.", SCHEMA, config, max_examples=3)
+    assert again.stats["cached"] == 2 and again.stats["generated"] == 1
+    assert (tmp_path / "calls.log").read_text().count("call") == calls + 1
