@@ -134,34 +134,8 @@ def whitespace_resegmentations(hf_ids: list[int], gguf_ids: list[int], decode: C
     return resegmented
 
 
-def check_gguf(
-    gguf_file: str | Path,
-    hf_dir: str | Path,
-    conversations: list[list[dict]],
-    prompt: str,
-    n_tokens: int,
-    threads: int = 1,
-) -> GgufCheck:
-    """Fail unless the GGUF (1) loads in llama.cpp, (2) builds the same chat prompt as HF's
-    apply_chat_template for every conversation, (3) tokenizes the held-out prompt into the
-    same pieces, but for whitespace_resegmentations, and (4) agrees with the merged HF model's
-    greedy completion of it on the first `n_tokens` tokens, wherever the HF margin is too wide
-    for rounding to flip the choice."""
-    import numpy as np
-    import torch
-    from llama_cpp import Llama
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    llm = Llama(
-        model_path=str(gguf_file),
-        n_ctx=len(prompt_ids) + n_tokens + 8,
-        n_threads=max(1, threads),
-        logits_all=True,
-        verbose=False,
-    )
-
+def check_chat_template(llm, tokenizer, conversations: list[list[dict]]) -> None:
+    """(2) The GGUF's own chat template builds the prompt apply_chat_template builds."""
     for messages in conversations:
         expected = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         got = gguf_chat_prompt(llm, messages)
@@ -171,6 +145,9 @@ def check_gguf(
                 f"HF:   {expected!r}\nGGUF: {got!r}"
             )
 
+
+def check_tokenization(llm, tokenizer, prompt: str, prompt_ids: list[int]) -> list[str]:
+    """(3) llama.cpp tokenizes the prompt as HF does, but for the tolerated whitespace runs (returned)."""
     gguf_ids = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
     resegmented = whitespace_resegmentations(prompt_ids, gguf_ids, tokenizer.decode)
     if resegmented:
@@ -179,6 +156,13 @@ def check_gguf(
             len(resegmented),
             ", ".join(repr(text) for text in resegmented[:5]),
         )
+    return resegmented
+
+
+def hf_greedy(hf_dir: str | Path, tokenizer, prompt_ids: list[int], n_tokens: int) -> tuple[list[int], list]:
+    """The merged HF model's greedy tokens after the prompt, and the logits of each step."""
+    import torch
+    from transformers import AutoModelForCausalLM
 
     # fp32 reference: the merged bf16 weights exactly, so Q8_0 rounding is the only difference.
     model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32)
@@ -192,50 +176,87 @@ def check_gguf(
             return_dict_in_generate=True,
             pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
         )
-    hf_tokens = generated.sequences[0, len(prompt_ids) :].tolist()
-    hf_logits = [step[0].float() for step in generated.logits]
+    return generated.sequences[0, len(prompt_ids) :].tolist(), [step[0].float() for step in generated.logits]
 
-    # Teacher-forced along the HF greedy path, so every position sees the same context.
+
+def compare_greedy(llm, prompt_ids: list[int], hf_tokens: list[int], hf_logits: list) -> dict:
+    """(4) Teacher-forced along the HF greedy path, so that every position sees the same context:
+    the GGUF picks the HF token wherever the HF margin is too wide for rounding to flip it."""
+    import numpy as np
+
     llm.reset()
     llm.eval(prompt_ids)
-    gguf_tokens, agreed, flips, errors, relative_errors = [], 0, 0, [], []
+    result = {"gguf_tokens": [], "agreed": 0, "flips": 0, "errors": [], "relative_errors": []}
     for position, hf_token in enumerate(hf_tokens):
         reference = hf_logits[position].numpy()
         got = np.asarray(llm.scores[llm.n_tokens - 1])
         error = float(np.max(np.abs(got - reference)))
         relative = error / float(reference.max() - reference.min())
-        errors.append(error)
-        relative_errors.append(relative)
+        result["errors"].append(error)
+        result["relative_errors"].append(relative)
         if relative > MAX_RELATIVE_LOGIT_ERROR:
             raise GgufCheckFailed(
                 f"token {position}: GGUF logits differ from the merged model's by up to {error:.2f} "
                 f"({relative:.1%} of their range > {MAX_RELATIVE_LOGIT_ERROR:.0%}); the conversion changed the model"
             )
         gguf_token = int(np.argmax(got))
-        gguf_tokens.append(gguf_token)
+        result["gguf_tokens"].append(gguf_token)
         top2 = np.sort(reference)[-2:]
         margin = float(top2[1] - top2[0])
         if gguf_token == hf_token:
-            agreed += 1
+            result["agreed"] += 1
         elif margin < 2 * error:
-            flips += 1
+            result["flips"] += 1
         else:
             raise GgufCheckFailed(
                 f"greedy token {position} differs (GGUF {gguf_token}, HF {hf_token}) although the HF margin "
                 f"{margin:.2f} exceeds twice the logit error {error:.2f}: rounding cannot explain it"
             )
         llm.eval([hf_token])
+    return result
+
+
+def check_gguf(
+    gguf_file: str | Path,
+    hf_dir: str | Path,
+    conversations: list[list[dict]],
+    prompt: str,
+    n_tokens: int,
+    threads: int = 1,
+) -> GgufCheck:
+    """Fail unless the GGUF (1) loads in llama.cpp, (2) builds the same chat prompt as HF's
+    apply_chat_template for every conversation, (3) tokenizes the held-out prompt into the
+    same pieces, but for whitespace_resegmentations, and (4) agrees with the merged HF model's
+    greedy completion of it on the first `n_tokens` tokens, wherever the HF margin is too wide
+    for rounding to flip the choice."""
+    from llama_cpp import Llama
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    llm = Llama(
+        model_path=str(gguf_file),
+        n_ctx=len(prompt_ids) + n_tokens + 8,
+        n_threads=max(1, threads),
+        logits_all=True,
+        verbose=False,
+    )
+    check_chat_template(llm, tokenizer, conversations)
+    resegmented = check_tokenization(llm, tokenizer, prompt, prompt_ids)
+    hf_tokens, hf_logits = hf_greedy(hf_dir, tokenizer, prompt_ids, n_tokens)
+    greedy = compare_greedy(llm, prompt_ids, hf_tokens, hf_logits)
+    gguf_tokens = greedy["gguf_tokens"]
     prefix = next((i for i, (a, b) in enumerate(zip(gguf_tokens, hf_tokens, strict=True)) if a != b), len(hf_tokens))
     return GgufCheck(
         template_prompts_equal=len(conversations),
         tokenization_equal=not resegmented,
         whitespace_resegmentations=len(resegmented),
         compared_tokens=len(hf_tokens),
-        agreed_tokens=agreed,
+        agreed_tokens=greedy["agreed"],
         greedy_prefix_agreement=prefix,
-        near_tie_flips=flips,
-        max_logit_error=round(max(errors, default=0.0), 4),
-        max_relative_logit_error=round(max(relative_errors, default=0.0), 4),
+        near_tie_flips=greedy["flips"],
+        max_logit_error=round(max(greedy["errors"], default=0.0), 4),
+        max_relative_logit_error=round(max(greedy["relative_errors"], default=0.0), 4),
         hf_greedy=hf_tokens,
         gguf_greedy=gguf_tokens,
     )

@@ -294,41 +294,13 @@ def ask_with_retries(backend: Backend, settings: dict, system: str, user: str, s
     return {"status": "rejected", "errors": failures, "raw": raw[:2000], "attempts": len(failures)}
 
 
-def run_teacher(
-    inputs: list[dict],
-    system: str,
-    schema: dict,
-    settings: dict,
-    max_examples: int,
-    backend_factory=None,
-    threads: int = 1,
-    progress_file=None,
-) -> TeacherRun:
-    """Answer the first `max_examples` inputs, from the cache where possible."""
-    jsonschema.Draft202012Validator.check_schema(schema)
-    chosen = inputs[:max_examples]
-    cache = ResponseCache(settings["cache_dir"])
-    identity = generation_identity(settings)
-    keys = [cache_key({**identity, "system": system, "user": rec["user"], "schema": schema}) for rec in chosen]
-
-    backend = None
-
-    def answer(entry, index: int) -> tuple[dict, bool]:
-        """The stored outcome for this input, or a new one, paid for and stored; and whether it was paid."""
-        nonlocal backend
-        if (stored := entry.read()) is not None:
-            return stored, False
-        if backend is None:
-            factory = backend_factory or BACKENDS[settings["backend"]]
-            backend = factory(settings, threads=threads)
-        outcome = ask_with_retries(backend, settings, system, chosen[index]["user"], schema)
-        entry.write(outcome)
-        return outcome, True
-
+def collect_outcomes(cache: ResponseCache, keys: list[str], answer, progress_file=None) -> tuple[dict, dict]:
+    """Every key's outcome, `answer(entry, index)` giving (outcome, paid) for one held entry, and
+    how many were cached, generated (paid here) or waited for (paid by a concurrent worker)."""
     counts = {"cached": 0, "generated": 0, "waited": 0}
     outcomes: dict[int, dict] = {}
     deferred = []
-    bar = tqdm(total=len(chosen), desc="teacher", unit="input", file=progress_file, mininterval=1.0)
+    bar = tqdm(total=len(keys), desc="teacher", unit="input", file=progress_file, mininterval=1.0)
     for index, key in enumerate(keys):
         with cache.hold(key, wait=False) as entry:
             if entry is None:
@@ -344,7 +316,11 @@ def run_teacher(
         counts["generated" if paid else "waited"] += 1
         bar.update()
     bar.close()
+    return outcomes, counts
 
+
+def teacher_run(inputs: list[dict], chosen: list[dict], outcomes: dict, counts: dict, system: str) -> TeacherRun:
+    """Accepted answers as chat examples, rejections with their reasons, and the counts."""
     run = TeacherRun()
     for index, record in enumerate(chosen):
         outcome = outcomes[index]
@@ -370,3 +346,36 @@ def run_teacher(
         "rejected": len(run.rejects),
     }
     return run
+
+
+def run_teacher(
+    inputs: list[dict],
+    system: str,
+    schema: dict,
+    settings: dict,
+    max_examples: int,
+    backend_factory=None,
+    threads: int = 1,
+    progress_file=None,
+) -> TeacherRun:
+    """Answer the first `max_examples` inputs, from the cache where possible."""
+    jsonschema.Draft202012Validator.check_schema(schema)
+    chosen = inputs[:max_examples]
+    identity = generation_identity(settings)
+    keys = [cache_key({**identity, "system": system, "user": rec["user"], "schema": schema}) for rec in chosen]
+    backend = None
+
+    def answer(entry, index: int) -> tuple[dict, bool]:
+        """The stored outcome for this input, or a new one, paid for and stored; and whether it was paid."""
+        nonlocal backend
+        if (stored := entry.read()) is not None:
+            return stored, False
+        if backend is None:
+            factory = backend_factory or BACKENDS[settings["backend"]]
+            backend = factory(settings, threads=threads)
+        outcome = ask_with_retries(backend, settings, system, chosen[index]["user"], schema)
+        entry.write(outcome)
+        return outcome, True
+
+    outcomes, counts = collect_outcomes(ResponseCache(settings["cache_dir"]), keys, answer, progress_file)
+    return teacher_run(inputs, chosen, outcomes, counts, system)

@@ -215,40 +215,24 @@ class TrainResult:
     log_history: list[dict]
 
 
-def train_adapter(
-    train_rows: list[dict],
-    val_rows: list[dict],
-    quant_dir: str | Path,
-    tokenizer_dir: str | Path,
-    adapter_dir: str | Path,
-    settings: dict,
-    checkpoint_root: str | Path,
-    checkpoint_every: int,
-    train_file: str | Path,
-    threads: int = 1,
-) -> TrainResult:
-    """Train one task's LoRA adapter and save it to `adapter_dir`.
+@dataclass
+class PreparedModel:
+    """The quantized base with its LoRA adapter, ready to train, and the memory trades taken."""
 
-    Checkpoints go to `checkpoint_root/<fingerprint>`, outside the rule's outputs; a run
-    killed halfway resumes from its last checkpoint, and a finished run deletes them.
-    """
+    model: object
+    checkpointing: MemoryDecision
+    dequantized_cache: MemoryDecision
+
+
+def prompt_completion_rows(rows: list[dict]) -> list[dict]:
+    return [{"prompt": row["prompt"], "completion": row["completion"]} for row in rows]
+
+
+def prepare_model(quant_dir: str | Path, settings: dict, device: str, dtype) -> PreparedModel:
+    """Load the HQQ base, take the memory trades the budget allows, and add the LoRA adapter."""
     import torch
-    from datasets import Dataset
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import AutoTokenizer
-    from trl import SFTConfig
 
-    rows = [{"prompt": row["prompt"], "completion": row["completion"]} for row in train_rows]
-    if not rows:
-        raise ValueError("no training examples: the sft stage produced an empty train.jsonl")
-    evals = [{"prompt": row["prompt"], "completion": row["completion"]} for row in val_rows]
-
-    set_threads(threads)
-    device = resolve_device(settings["device"])
-    dtype = resolve_dtype(settings["dtype"], device)
-    torch.manual_seed(settings["seed"])
-
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     model = load_quantized(quant_dir, device=device, dtype=dtype)
     dtype_bytes = torch.tensor([], dtype=dtype).element_size()
     free_bytes = free_memory_bytes(device)
@@ -275,21 +259,22 @@ def train_adapter(
         use_gradient_checkpointing=checkpointing.enabled,
         gradient_checkpointing_kwargs={"use_reentrant": False},
     )
-    model = get_peft_model(
-        model,
-        LoraConfig(
-            r=settings["lora_r"],
-            lora_alpha=settings["lora_alpha"],
-            lora_dropout=settings["lora_dropout"],
-            target_modules=list(settings["target_modules"]),
-            task_type="CAUSAL_LM",
-        ),
+    lora = LoraConfig(
+        r=settings["lora_r"],
+        lora_alpha=settings["lora_alpha"],
+        lora_dropout=settings["lora_dropout"],
+        target_modules=list(settings["target_modules"]),
+        task_type="CAUSAL_LM",
     )
-    trainable, total = model.get_nb_trainable_parameters()
+    return PreparedModel(get_peft_model(model, lora), checkpointing, dequantized_cache)
 
-    run_dir = Path(checkpoint_root) / run_fingerprint(settings, train_file, quant_dir)
-    resume_from = last_checkpoint(run_dir)
-    args = SFTConfig(
+
+def sft_config(settings: dict, run_dir: Path, device: str, dtype, checkpoint_every: int, evaluate: bool):
+    """TRL's SFTConfig for one task: the settings mapped to TRL's names, and the pipeline's fixed choices."""
+    import torch
+    from trl import SFTConfig
+
+    return SFTConfig(
         output_dir=str(run_dir),
         num_train_epochs=settings["epochs"],
         max_steps=settings["max_steps"] or -1,
@@ -314,7 +299,7 @@ def train_adapter(
         # Batches of similar lengths waste less compute on padding; same examples, other order.
         train_sampling_strategy="group_by_length",
         prediction_loss_only=True,
-        eval_strategy="epoch" if evals else "no",
+        eval_strategy="epoch" if evaluate else "no",
         logging_steps=1,
         save_strategy="steps",
         save_steps=checkpoint_every,
@@ -322,74 +307,146 @@ def train_adapter(
         report_to=[],
         dataloader_num_workers=0,
     )
-    trainer = completion_only_trainer(device, dtype)(
-        model=model,
-        args=args,
-        train_dataset=Dataset.from_list(rows),
-        eval_dataset=Dataset.from_list(evals) if evals else None,
-        processing_class=tokenizer,
-    )
-    # Every record was pre-truncated to max_length; TRL must not need to cut anything.
+
+
+def check_tokenized(trainer, rows: list[dict], max_length: int) -> None:
+    """Every record was pre-truncated to max_length, so TRL must neither cut nor drop one."""
     longest = max(len(ids) for ids in trainer.train_dataset["input_ids"])
-    if longest > settings["max_length"]:
-        raise ValueError(f"an example has {longest} tokens > max_length={settings['max_length']}; rerun the sft stage")
+    if longest > max_length:
+        raise ValueError(f"an example has {longest} tokens > max_length={max_length}; rerun the sft stage")
     if len(trainer.train_dataset) != len(rows):
         raise ValueError(f"TRL dropped {len(rows) - len(trainer.train_dataset)} examples with no trainable token")
 
-    if resume_from:
-        log.warning("resuming from %s", resume_from)
-    started = time.monotonic()
-    output = trainer.train(resume_from_checkpoint=resume_from)
-    wall = time.monotonic() - started
 
-    eval_loss = None
-    if evals:
-        eval_loss = trainer.evaluate()["eval_loss"]
-    trainer.model.save_pretrained(str(adapter_dir))
-    tokenizer.save_pretrained(str(adapter_dir))
-
-    history = trainer.state.log_history
-    # Unpadded tokens this process trained on (a resumed run counts only its own steps).
+def trained_tokens(trainer, rows: list[dict], settings: dict, resume_from: str | None) -> int:
+    """Unpadded tokens this process trained on (a resumed run counts only its own steps)."""
     tokens_per_epoch = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
     steps_per_epoch = math.ceil(len(rows) / (settings["batch_size"] * settings["grad_accum"]))
     steps_here = trainer.state.global_step - (_step_of(resume_from) if resume_from else 0)
-    trained_tokens = round(tokens_per_epoch * steps_here / steps_per_epoch)
-    train_losses = [entry["loss"] for entry in history if "loss" in entry]
+    return round(tokens_per_epoch * steps_here / steps_per_epoch)
+
+
+def memory_trade_metrics(prepared: PreparedModel) -> dict:
+    checkpointing, cache = prepared.checkpointing, prepared.dequantized_cache
+    return {
+        "gradient_checkpointing": checkpointing.enabled,
+        "gradient_checkpointing_reason": checkpointing.reason,
+        "activation_estimate_mb": checkpointing.need_mb,
+        "activation_budget_mb": checkpointing.budget_mb,
+        "dequantized_weight_cache": cache.enabled,
+        "dequantized_weight_cache_reason": cache.reason,
+        "dequantized_weight_cache_mb": cache.need_mb,
+        "dequantized_weight_cache_budget_mb": cache.budget_mb,
+    }
+
+
+@dataclass
+class TrainingRun:
+    """What one call of the training loop measured."""
+
+    trainer: object
+    rows: list[dict]
+    val_examples: int
+    resume_from: str | None
+    output: object
+    wall: float
+    eval_loss: float | None
+
+
+def training_metrics(
+    run: TrainingRun, prepared: PreparedModel, settings: dict, device: str, dtype, threads: int
+) -> dict:
+    """train_metrics.json."""
+    trainer, rows, wall = run.trainer, run.rows, run.wall
+    train_losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    tokens = trained_tokens(trainer, rows, settings, run.resume_from)
     peak_mb, peak_kind = peak_memory_mb(device)
+    trainable, total = prepared.model.get_nb_trainable_parameters()
     metrics = {
         "examples": len(rows),
-        "val_examples": len(evals),
+        "val_examples": run.val_examples,
         "epochs": settings["epochs"],
         "epochs_done": round(trainer.state.epoch or 0.0, 3),
         "steps": trainer.state.global_step,
-        "resumed_from_step": _step_of(resume_from) if resume_from else None,
+        "resumed_from_step": _step_of(run.resume_from) if run.resume_from else None,
         "final_train_loss": train_losses[-1] if train_losses else None,
-        "mean_train_loss": output.training_loss,
-        "eval_loss": eval_loss,
+        "mean_train_loss": run.output.training_loss,
+        "eval_loss": run.eval_loss,
         "wall_time_s": round(wall, 1),
-        "trained_tokens": trained_tokens,
-        "tokens_per_s": round(trained_tokens / wall, 1) if wall > 0 else None,
+        "trained_tokens": tokens,
+        "tokens_per_s": round(tokens / wall, 1) if wall > 0 else None,
         "peak_memory_mb": round(peak_mb, 1),
         "peak_memory_kind": peak_kind,
         "device": device,
         "dtype": dtype_name(dtype),
         "threads": threads,
         "hardware": describe_hardware(device),
-        "gradient_checkpointing": checkpointing.enabled,
-        "gradient_checkpointing_reason": checkpointing.reason,
-        "activation_estimate_mb": checkpointing.need_mb,
-        "activation_budget_mb": checkpointing.budget_mb,
-        "dequantized_weight_cache": dequantized_cache.enabled,
-        "dequantized_weight_cache_reason": dequantized_cache.reason,
-        "dequantized_weight_cache_mb": dequantized_cache.need_mb,
-        "dequantized_weight_cache_budget_mb": dequantized_cache.budget_mb,
+        **memory_trade_metrics(prepared),
         "trainable_parameters": trainable,
         "total_parameters": total,
     }
     if metrics["final_train_loss"] is not None and not math.isfinite(metrics["final_train_loss"]):
         raise ValueError(f"training diverged: final train loss {metrics['final_train_loss']}")
+    return metrics
+
+
+def train_adapter(
+    train_rows: list[dict],
+    val_rows: list[dict],
+    quant_dir: str | Path,
+    tokenizer_dir: str | Path,
+    adapter_dir: str | Path,
+    settings: dict,
+    checkpoint_root: str | Path,
+    checkpoint_every: int,
+    train_file: str | Path,
+    threads: int = 1,
+) -> TrainResult:
+    """Train one task's LoRA adapter and save it to `adapter_dir`.
+
+    Checkpoints go to `checkpoint_root/<fingerprint>`, outside the rule's outputs; a run
+    killed halfway resumes from its last checkpoint, and a finished run deletes them.
+    """
+    import torch
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    rows, evals = prompt_completion_rows(train_rows), prompt_completion_rows(val_rows)
+    if not rows:
+        raise ValueError("no training examples: the sft stage produced an empty train.jsonl")
+    set_threads(threads)
+    device = resolve_device(settings["device"])
+    dtype = resolve_dtype(settings["dtype"], device)
+    torch.manual_seed(settings["seed"])
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    prepared = prepare_model(quant_dir, settings, device, dtype)
+    run_dir = Path(checkpoint_root) / run_fingerprint(settings, train_file, quant_dir)
+    resume_from = last_checkpoint(run_dir)
+    trainer = completion_only_trainer(device, dtype)(
+        model=prepared.model,
+        args=sft_config(settings, run_dir, device, dtype, checkpoint_every, evaluate=bool(evals)),
+        train_dataset=Dataset.from_list(rows),
+        eval_dataset=Dataset.from_list(evals) if evals else None,
+        processing_class=tokenizer,
+    )
+    check_tokenized(trainer, rows, settings["max_length"])
+
+    if resume_from:
+        log.warning("resuming from %s", resume_from)
+    started = time.monotonic()
+    output = trainer.train(resume_from_checkpoint=resume_from)
+    wall = time.monotonic() - started
+    eval_loss = trainer.evaluate()["eval_loss"] if evals else None
+    trainer.model.save_pretrained(str(adapter_dir))
+    tokenizer.save_pretrained(str(adapter_dir))
+
+    run = {"trainer": trainer, "rows": rows, "val_examples": len(evals), "wall": wall, "output": output}
+    metrics = training_metrics(
+        {**run, "resume_from": resume_from, "eval_loss": eval_loss}, prepared, settings, device, dtype, threads
+    )
     shutil.rmtree(run_dir, ignore_errors=True)
-    return TrainResult(metrics=metrics, log_history=history)
+    return TrainResult(metrics=metrics, log_history=trainer.state.log_history)
 
 
 def _step_of(checkpoint: str) -> int:
