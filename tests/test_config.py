@@ -183,3 +183,15 @@ def test_a_setting_without_a_role_is_named(monkeypatch):
     monkeypatch.setattr(config_module, "_schema", lambda: broken)
     with pytest.raises(config_module.ConfigError, match=r"teacher\.colour declares no x-role"):
         config_module.setting_roles("teacher")
+
+
+def test_config_readme_documents_every_section_of_the_schema():
+    import re
+
+    import yaml
+
+    schema = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text(encoding="utf-8"))
+    readme = (ROOT / "config" / "README.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `([a-z_.<>]+)` \|", readme, re.M))
+    sections = set(schema["properties"]) - {"tasks"} | {"tasks.<name>"}
+    assert documented == sections, f"undocumented: {sections - documented}, unknown: {documented - sections}"
