@@ -78,6 +78,27 @@ def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
     return folder
 
 
+def command_teacher_settings(cache_dir: Path, command: list[str], schema_retries: int = 0) -> dict:
+    """Teacher settings for the command backend: a real program on stdin/stdout, no retries of
+    transport errors, answers cached under `cache_dir`."""
+    return {
+        "backend": "command",
+        "model": "script",
+        "command": command,
+        "base_url": None,
+        "api_key_env": None,
+        "response_format": "none",
+        "temperature": 0.0,
+        "max_tokens": 64,
+        "seed": 0,
+        "n_ctx": 512,
+        "timeout_s": 30,
+        "max_retries": 0,
+        "schema_retries": schema_retries,
+        "cache_dir": str(cache_dir),
+    }
+
+
 def write_note(vault: Path, rel: str, text: str | bytes) -> Path:
     path = vault / rel
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import held_cache_keys
+from conftest import command_teacher_settings, held_cache_keys
 
 from vault_distill.cache import ResponseCache, cache_key
 from vault_distill.teach import generation_identity, run_teacher
@@ -49,22 +49,7 @@ def teacher_settings(tmp_path: Path) -> dict:
     script = tmp_path / "teacher.sh"
     script.write_text(TEACHER_SCRIPT, encoding="utf-8")
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    return {
-        "backend": "command",
-        "model": "script",
-        "command": [str(script)],
-        "base_url": None,
-        "api_key_env": None,
-        "response_format": "none",
-        "temperature": 0.0,
-        "max_tokens": 64,
-        "seed": 0,
-        "n_ctx": 512,
-        "timeout_s": 30,
-        "max_retries": 0,
-        "schema_retries": 0,
-        "cache_dir": str(tmp_path / "cache"),
-    }
+    return command_teacher_settings(tmp_path / "cache", [str(script)])
 
 
 def key_of(settings: dict, record: dict) -> str:

@@ -6,6 +6,7 @@ import json
 import stat
 
 import pytest
+from conftest import command_teacher_settings
 
 from vault_distill.teach import SchemaFailure, canonical_answer, parse_answer, run_teacher, validate_answer
 
@@ -61,28 +62,9 @@ def teacher_script(tmp_path, answers: dict[str, str]):
     return [str(runner)]
 
 
-def settings(tmp_path, command):
-    return {
-        "backend": "command",
-        "model": "script",
-        "command": command,
-        "response_format": "none",
-        "temperature": 0.0,
-        "max_tokens": 64,
-        "seed": 0,
-        "n_ctx": 512,
-        "timeout_s": 30,
-        "max_retries": 0,
-        "schema_retries": 1,
-        "cache_dir": str(tmp_path / "cache"),
-        "base_url": None,
-        "api_key_env": None,
-    }
-
-
 def test_run_teacher_asks_the_first_inputs_rejects_bad_answers_and_pays_once(tmp_path):
     answers = {"a": '{"score": 4, "verdict": "keep"}', "b": "no idea", "c": '{"score": 1, "verdict": "archive"}'}
-    config = settings(tmp_path, teacher_script(tmp_path, answers))
+    config = command_teacher_settings(tmp_path / "cache", teacher_script(tmp_path, answers), schema_retries=1)
     inputs = [{"id": key, "sources": [f"{key}.md"], "user": key} for key in ("a", "b", "c")]
     run = run_teacher(inputs, "Judge the note.", SCHEMA, config, max_examples=2)
     assert [example["id"] for example in run.examples] == ["a"]
