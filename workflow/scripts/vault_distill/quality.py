@@ -344,7 +344,7 @@ def summary_rows(quality: dict) -> list[dict[str, str]]:
                     "rate (95% CI)": f"{_percent(stats['rate'])} ({_interval(stats['ci95'])})",
                     "field agreement (n)": f"{agreement} ({stats['labelled_valid']})",
                     "valid but wrong": f"{stats['valid_but_wrong']}/{stats['labelled_valid']}",
-                    "mean tokens": f"{stats['mean_answer_tokens']}",
+                    "mean tokens": "–" if stats["mean_answer_tokens"] is None else f"{stats['mean_answer_tokens']:.0f}",
                     "ran to max_tokens": str(stats["ran_to_max_tokens"]),
                 }
             )
@@ -402,8 +402,8 @@ def render_quality_markdown(quality: dict) -> str:
             "",
             "**The teacher is the base model itself** (the embedded default). Field agreement then measures "
             "distillation fidelity only, not correctness, and `base_grammar` is nearly the teacher's own "
-            "decoding (it differs only in sampling settings), so its agreement is close to the ceiling by "
-            "construction.",
+            "decoding: the same model under a grammar of the same schema, with other sampling settings "
+            "(the teacher decodes at teacher.temperature, through llama-cpp-python's own schema grammar).",
         ]
     lines += ["", "## Compliance and agreement", "", *_markdown_table(summary_rows(quality))]
     lines += ["", "## Answers by outcome", "", *_markdown_table(outcome_table_rows(quality))]
@@ -430,7 +430,7 @@ def plot_quality(quality: dict, out: str | Path) -> None:
     ax.set_xticks(range(len(tasks)), tasks)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("format compliance (Wilson 95% CI)")
-    ax.legend(loc="upper left", fontsize="small", ncols=2)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), fontsize="small", ncols=len(ARMS), frameon=False)
     fig.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
