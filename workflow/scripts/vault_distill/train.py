@@ -441,10 +441,8 @@ def train_adapter(
     trainer.model.save_pretrained(str(adapter_dir))
     tokenizer.save_pretrained(str(adapter_dir))
 
-    run = {"trainer": trainer, "rows": rows, "val_examples": len(evals), "wall": wall, "output": output}
-    metrics = training_metrics(
-        {**run, "resume_from": resume_from, "eval_loss": eval_loss}, prepared, settings, device, dtype, threads
-    )
+    run = TrainingRun(trainer, rows, len(evals), resume_from, output, wall, eval_loss)
+    metrics = training_metrics(run, prepared, settings, device, dtype, threads)
     shutil.rmtree(run_dir, ignore_errors=True)
     return TrainResult(metrics=metrics, log_history=trainer.state.log_history)
 
