@@ -25,6 +25,7 @@ from pathlib import Path
 import jsonschema
 
 from .evaluate import COMPLIANCE_RULE, OUTCOMES, answer_chats, load_gguf, reference_answer, score_answer
+from .report import _pyplot, markdown_table
 from .runtime import read_jsonl
 from .split import DroppedExample, build_example, split_order
 
@@ -376,9 +377,7 @@ def field_table_rows(quality: dict) -> list[dict[str, str]]:
 
 
 def _markdown_table(rows: list[dict[str, str]]) -> list[str]:
-    columns = list(rows[0]) if rows else []
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    return lines + ["| " + " | ".join(row[c].replace("|", "\\|") for c in columns) + " |" for row in rows]
+    return markdown_table(list(rows[0]) if rows else [], rows)
 
 
 def render_quality_markdown(quality: dict) -> str:
@@ -415,8 +414,6 @@ def render_quality_markdown(quality: dict) -> str:
 
 def plot_quality(quality: dict, out: str | Path) -> None:
     """Compliance rate per task and arm, with Wilson 95% interval bars."""
-    from .report import _pyplot
-
     plt = _pyplot()
     tasks = list(quality["tasks"])
     width = 0.2
