@@ -24,7 +24,7 @@ from pathlib import Path
 
 import jsonschema
 
-from .evaluate import COMPLIANCE_RULE, OUTCOMES, answer_chats, load_gguf, reference_answer, score_answer
+from .evaluate import COMPLIANCE_RULE, OUTCOMES, answer_chats, load_gguf, reference_answer, score_model_answers
 from .report import _pyplot, markdown_table
 from .runtime import read_jsonl
 from .split import DroppedExample, build_example, split_order
@@ -233,15 +233,13 @@ def score_arm(answers: list[dict], heldout: list[dict], references: dict[str, st
     that input and the answer is valid, for content."""
     if [a["id"] for a in answers] != [row["id"] for row in heldout]:
         raise QualityError("the arm's answers are not for the held-out inputs (rerun the quality target)")
-    validator = jsonschema.Draft202012Validator(schema)
     scored = []
-    for answer in answers:
-        score = {**answer, **score_answer(answer["text"], answer["finish_reason"], validator)}
-        reference = references.get(answer["id"])
+    for score in score_model_answers(answers, schema):
+        reference = references.get(score["id"])
         score["labelled"] = reference is not None
         score["fields"] = None
         if reference is not None and score["valid"]:
-            score["fields"] = field_agreement(json.loads(answer["text"]), json.loads(reference), schema)
+            score["fields"] = field_agreement(json.loads(score["text"]), json.loads(reference), schema)
         score["agreement"] = answer_agreement(score["fields"]) if score["fields"] else None
         scored.append(score)
     return scored
@@ -295,8 +293,8 @@ def task_quality(heldout: list[dict], references: dict[str, str], arms: dict[str
     missing = [arm for arm in ARMS if arm not in arms]
     if missing:
         raise QualityError(f"no answers for the arm(s) {', '.join(missing)}")
-    labels = {row["id"]: row["reference"] for row in heldout if row["reference"] is not None}
-    labels.update({key: value for key, value in references.items() if key not in labels})
+    # A val row's reference is the answer the split holds; the teacher's labels fill in the rest.
+    labels = {**references, **{row["id"]: row["reference"] for row in heldout if row["reference"] is not None}}
     summary = {arm: arm_statistics(score_arm(arms[arm], heldout, labels, schema)) for arm in ARMS}
     summary["inputs"] = {
         "heldout": len(heldout),
