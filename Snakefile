@@ -25,6 +25,7 @@ wildcard_constraints:
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/teach.smk"
 include: "workflow/rules/base_tokenizer.smk"
+include: "workflow/rules/preflight.smk"
 include: "workflow/rules/base.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/quantize.smk"

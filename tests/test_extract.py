@@ -2,7 +2,7 @@
 
 from conftest import ROOT, write_note
 
-from vault_distill.extract import content_id, cut_middle, extract_task_inputs
+from vault_distill.extract import content_id, cut_middle, extract_task_inputs, too_few_inputs
 from vault_distill.split import TRUNCATION_MARKER
 
 
@@ -80,11 +80,62 @@ def test_sample_vault_gives_every_default_task_30_inputs_and_names_bad_notes():
         result = extract_task_inputs(vault, settings["header"], settings["select"])
         assert len(result.records) >= 30, task
         assert len({rec["id"] for rec in result.records}) == len(result.records)
-    everything = extract_task_inputs(vault, "H", {"folders": ["inbox"]})
-    reasons = everything.skipped
-    assert reasons["inbox/untitled.md"] == "empty"
-    assert reasons["inbox/Quick thought.md"] == "empty"
-    assert reasons["inbox/latin1 note.md"].startswith("not UTF-8")
-    assert reasons["inbox/pasted image.md"] == "binary content"
-    assert reasons["inbox/broken front matter.md"].startswith("broken front matter")
-    assert [rec["sources"] for rec in everything.records] == [["inbox/meeting scrawl.md"]]
+    inbox = extract_task_inputs(vault, "H", {"folders": ["inbox"]})
+    assert inbox.skipped == {
+        "inbox/untitled.md": "empty",
+        "inbox/Quick thought.md": "empty",
+        "inbox/pasted image.md": "binary content: NUL bytes",
+    }
+    assert inbox.repaired == {
+        "inbox/latin1 note.md": ["legacy encoding: not UTF-8 at byte 18, read as Windows-1252"],
+        "inbox/broken front matter.md": ["broken front matter: while parsing a flow sequence"],
+    }
+    # The repaired notes are inputs, with what the person wrote.
+    assert [rec["sources"] for rec in inbox.records] == [
+        ["inbox/broken front matter.md"],
+        ["inbox/latin1 note.md"],
+        ["inbox/meeting scrawl.md"],
+    ]
+    assert "Notes from the caf\u00e9 on Rue des Tilleuls" in inbox.records[1]["user"]
+    assert "tag daily notes automatically" in inbox.records[0]["user"]
+    stats = inbox.stats()
+    assert (stats["inputs"], stats["notes_selected"]) == (3, 6)
+    assert stats["skipped"] == {"empty": 2, "binary content": 1}
+    assert stats["repaired"] == {"legacy encoding": 1, "broken front matter": 1}
+    assert stats["skipped_notes"] == dict(sorted(inbox.skipped.items()))
+
+
+def test_min_chars_skips_are_counted_by_reason(vault):
+    result = extract_task_inputs(vault, "H", {"folders": ["topics"], "min_chars": 40})
+    assert [rec["sources"] for rec in result.records] == [["topics/Raft.md"]]
+    assert result.skipped == {"topics/Paxos.md": "shorter than min_chars: under 40 characters"}
+    assert result.stats()["skipped"] == {"shorter than min_chars": 1}
+
+
+def test_too_few_inputs_says_how_many_and_where(vault):
+    selector = {"folders": ["topics"]}
+    result = extract_task_inputs(vault, "H", selector)
+    assert too_few_inputs(result, vault, selector, needed=2) is None
+    assert too_few_inputs(result, vault, selector, needed=8) == (
+        f"2 usable inputs found in {vault} (folders ['topics']), 8 needed"
+    )
+    write_note(vault, "topics/Empty.md", "")
+    result = extract_task_inputs(vault, "H", selector)
+    assert too_few_inputs(result, vault, selector, needed=3).endswith("; 1 notes skipped (see the extract log)")
+
+
+def test_window_task_with_too_few_days_says_what_it_found_and_needs(vault):
+    # Three daily notes, 2026-09-01 to 2026-09-04: four calendar days, not seven.
+    selector = {"folders": ["daily"], "group": "window", "window_days": 7}
+    result = extract_task_inputs(vault, "H", selector)
+    assert result.records == []
+    assert too_few_inputs(result, vault, selector, needed=1) == (
+        f"0 usable inputs found in {vault} (folders ['daily']), 1 needed; 3 dated notes found, spanning 4 days "
+        "(2026-09-01 to 2026-09-04); window_days: 7 needs notes spanning at least 7 days"
+    )
+    undated = {"folders": ["topics"], "group": "window"}
+    message = too_few_inputs(extract_task_inputs(vault, "H", undated), vault, undated, needed=1)
+    assert message.endswith(
+        "none of the 2 notes found has a date (front matter `date:` or YYYY-MM-DD in the name); "
+        "window_days: 7 needs dated notes"
+    )

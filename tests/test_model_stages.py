@@ -256,7 +256,9 @@ def test_report_reads_real_benchmark_and_metrics_files(reported):
         metrics = read_json(results / task / "train_metrics.json")
         evaluation = read_json(results / task / "eval.json")
         base, tuned = evaluation["models"]["base"], evaluation["models"]["tuned"]
-        assert cells[1] == f"{metrics['examples']} (+{metrics['val_examples']} held out)"
+        # 8 and 5 SFT examples, under the default meaningful_examples (20): flagged.
+        assert cells[1] == f"{metrics['examples']} (+{metrics['val_examples']} held out) ⚠ too few: not meaningful"
+        assert f"{task}: trained on {metrics['examples']} examples and evaluated on" in report
         assert cells[2] == "256"
         assert cells[3] == format_seconds(benchmark_seconds(results / "benchmarks" / task / "train.tsv"))
         assert cells[4] == f"{format_mb(metrics['peak_memory_mb'])} RSS"
@@ -308,27 +310,30 @@ def test_report_names_the_missing_eval_json(reported, tmp_path):
     assert not (tmp_path / "report.md").exists()
 
 
-def test_killed_training_resumes_from_its_last_checkpoint(built):
+def saved_steps(checkpoints: Path) -> list[int]:
+    return [int(path.parent.name.split("-")[1]) for path in checkpoints.rglob("checkpoint-*/adapter_model.safetensors")]
+
+
+def test_killed_training_resumes_from_a_checkpoint_taken_by_time(built):
+    """every_steps alone would write none in 12 steps: the checkpoints are every_minutes' own."""
     workdir, config = built
     config["training"].update(max_steps=12, learning_rate=5e-4)
-    config["checkpoints"]["every_steps"] = 2
+    config["checkpoints"].update(every_steps=100, every_minutes=0.02)
     (workdir / "config" / "config.yaml").write_text(json.dumps(config), encoding="utf-8")
     target = f"results/{TASK}/train_metrics.json"
     checkpoints = Path(config["checkpoints"]["dir"]) / TASK
-    # The trainer writes optimizer and RNG state right after the adapter: give it a second.
+    # A real SIGKILL at about half of the run. The trainer writes optimizer and RNG state right
+    # after the adapter: give it a second.
     kill_snakemake_when(
-        workdir,
-        target,
-        lambda: any(checkpoints.rglob("checkpoint-4/adapter_model.safetensors")),
-        timeout_s=600,
-        settle_s=1.0,
+        workdir, target, lambda: any(step >= 5 for step in saved_steps(checkpoints)), timeout_s=600, settle_s=1.0
     )
     assert not (workdir / target).exists() or read_json(workdir / target)["steps"] == TRAIN_STEPS
+    assert any(5 <= step < 12 for step in saved_steps(checkpoints))
 
     snakemake(workdir, "--cores", "2", "--rerun-incomplete", target)
     metrics = read_json(workdir / target)
     assert metrics["steps"] == 12
-    assert metrics["resumed_from_step"] is not None and metrics["resumed_from_step"] >= 4
+    assert metrics["resumed_from_step"] is not None and metrics["resumed_from_step"] >= 5
     assert "resuming from" in (workdir / f"results/logs/{TASK}/train.log").read_text()
     assert not any(checkpoints.rglob("checkpoint-*"))
 

@@ -269,6 +269,15 @@ def test_harness_reports_template_errors(go_binary):
         go_render(go_binary, "{{ range .Messages }}", [u("x")])
 
 
+FAMILIES_SEEN = {
+    "llama3": "its template looks like Llama 3",
+    "alpaca": "its template looks like Alpaca",
+    "chatml that trims content": "its template looks like ChatML",
+    "chatml without generation prompt": "its template looks like ChatML",
+    "mistral (rejects system role)": "its template looks like Mistral",
+}
+
+
 @pytest.mark.parametrize("name", UNSUPPORTED)
 def test_unsupported_template_is_refused(tokenizer, name):
     copied = copy.deepcopy(tokenizer)
@@ -276,14 +285,18 @@ def test_unsupported_template_is_refused(tokenizer, name):
     with pytest.raises(UnsupportedTemplate) as err:
         ollama_template(copied)
     message = str(err.value)
-    assert message.startswith("base_model: chat template family not supported for Ollama (supported: ChatML: ")
+    assert message.startswith(
+        f"base_model: chat template family not supported for Ollama: {FAMILIES_SEEN[name]} (supported: ChatML: "
+    )
     assert re.search(r"probe '[^']+' (rendered .* expected |failed to render)", message, re.DOTALL), message
 
 
 def test_missing_template_is_refused_with_the_config_key(tokenizer):
     copied = copy.deepcopy(tokenizer)
     copied.chat_template = None
-    with pytest.raises(UnsupportedTemplate, match=r"^tasks\.links\.base_model: .*failed to render"):
+    with pytest.raises(
+        UnsupportedTemplate, match=r"^tasks\.links\.base_model: .*: it has no chat template .*failed to render"
+    ):
         ollama_template(copied, key="tasks.links.base_model")
 
 

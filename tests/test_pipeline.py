@@ -47,9 +47,9 @@ def test_sft_datasets_for_all_five_tasks_then_nothing_to_do(tmp_path):
             == stats["accepted"] - json.loads((workdir / f"results/{task}/sft/stats.json").read_text())["dropped"]
         )
         assert all(rec["completion"].endswith("<|im_end|>") for rec in train + val)
-        assert "skipped" in (workdir / f"results/logs/{task}/extract.log").read_text() or task != "judge"
-    judge_log = (workdir / "results/logs/judge/extract.log").read_text()
-    assert "topics/TODO expand.md" not in judge_log or "empty" not in judge_log
+        extract_stats = json.loads((workdir / f"results/{task}/extract_stats.json").read_text())
+        assert extract_stats["inputs"] == stats["inputs"] and extract_stats["notes_selected"] >= stats["inputs"]
+        assert json.loads((workdir / f"results/{task}/preflight.json").read_text())["room_for_notes"] > 0
 
     again = snakemake(workdir, "-n", *SFT_TARGETS)
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -37,6 +37,8 @@ TASKS = list(default_config()["tasks"])
 EXAMPLES = 3
 # A task's rules, in pipeline order; `report` and the base rules are shared by every task.
 CHAIN = ("extract", "teach", "split", "train", "merge", "convert", "modelfile", "evaluate")
+# Beside the chain: the settings check that every teach job waits for.
+PREFLIGHT = "preflight"
 REPORT = {("report", None)}
 QUALITY = {("quality", None)}
 # Rules that only name targets: they have no output and are not jobs of the contract.
@@ -200,9 +202,19 @@ def test_one_task_training_setting_retrains_that_task_only(work, key, value):
 
 def test_one_task_system_prompt_asks_that_teacher_again(work):
     append(work / "prompts/judge.md", "\nAlways name the note's weakest section.\n")
-    assert_plan(work, chain("judge", "teach") | REPORT)
+    assert_plan(work, {(PREFLIGHT, "judge")} | chain("judge", "teach") | REPORT)
     stats = run_teachers(work)
     assert stats["judge"]["generated"] == EXAMPLES and stats["judge"]["cached"] == 0
+
+
+def test_one_task_max_length_rechecks_and_resplits_that_task_but_pays_no_teacher(work):
+    config = read_config(work)
+    config["tasks"]["seeder"]["training"]["max_length"] = 320
+    write_config(work, config)
+    # The teach job waits for the check, so it reruns after it: every answer from the cache.
+    assert_plan(work, {(PREFLIGHT, "seeder")} | chain("seeder", "teach") | REPORT)
+    stats = run_teachers(work)
+    assert (stats["seeder"]["generated"], stats["seeder"]["cached"]) == (0, EXAMPLES)
 
 
 def test_one_task_note_selector_reextracts_that_task(work):
@@ -251,12 +263,19 @@ def test_new_base_model_with_the_same_tokenizer_retrains_but_keeps_the_sft_data(
 
 def test_new_base_model_with_another_tokenizer_also_redoes_the_sft_data(work):
     template = copy_base_model(work) / "chat_template.jinja"
-    rewrite(template, template.read_text(encoding="utf-8").replace("<|im_start|>", "<|im_start|> "))
+    # Still ChatML (base_tokenizer refuses a template no Modelfile can be written for), but its
+    # default system prompt differs: another tokenizer, and other SFT prompts.
+    text = template.read_text(encoding="utf-8")
+    assert "named SmolLM," in text
+    rewrite(template, text.replace("named SmolLM,", "named SmolLM (a copy),"))
     config = read_config(work)
     config["base_model"] = "models/smollm2-copy"
     write_config(work, config)
     expected = {("base_tokenizer", None), ("base", None), ("quantize", None), ("base_gguf", None)}
-    assert_plan(work, expected | every_task("split") | REPORT)
+    preflights = {(PREFLIGHT, task) for task in TASKS}
+    assert_plan(work, expected | preflights | every_task("teach") | REPORT)
+    stats = run_teachers(work)
+    assert {task: (s["generated"], s["cached"]) for task, s in stats.items()} == dict.fromkeys(TASKS, (0, EXAMPLES))
 
 
 def test_quantization_setting_requantizes_and_retrains_every_task(work):

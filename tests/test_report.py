@@ -67,12 +67,24 @@ def test_format_seconds(seconds, text):
     assert format_seconds(seconds) == text
 
 
-def result(task, base, tuned, answers=8):
+def result(task, base, tuned, answers=8, examples=18, meaningful_examples=0):
     models = {
         name: {"compliant": count, "answers": answers, "compliance": count / answers}
         for name, count in (("base", base), ("tuned", tuned))
     }
-    return TaskResult(task, {"models": models}, {}, {}, 256, {})
+    metrics = {"examples": examples, "val_examples": answers}
+    return TaskResult(task, {"models": models}, metrics, {}, 256, {}, meaningful_examples)
+
+
+def test_a_task_with_too_few_examples_is_flagged_not_meaningful():
+    small = result("judge", 0, 1, answers=1, examples=1, meaningful_examples=20)
+    enough = result("planner", 0, 5, answers=6, examples=14, meaningful_examples=20)
+    _, shortfalls = verdict([small, enough])
+    assert shortfalls == [
+        "judge: trained on 1 examples and evaluated on 1, fewer than tasks.judge.meaningful_examples (20) in all: "
+        "its figures are not meaningful. Add notes to the vault, or raise `examples`."
+    ]
+    assert small.too_few_examples and not enough.too_few_examples
 
 
 def test_verdict_states_every_task_where_tuning_did_not_help():

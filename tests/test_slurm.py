@@ -40,6 +40,7 @@ RUN_FLAGS = ("--set-threads", "teach=1")  # first: it takes every word up to the
 # The Slurm jobs one run of the slice needs, by rule.
 EXPECTED_JOBS = {
     "extract": 2,
+    "preflight": 2,
     "teach": 2,
     "base_tokenizer": 1,
     "base": 1,

@@ -15,6 +15,7 @@ from vault_distill.split import (
     render_completion,
     render_prompt,
     train_val_split,
+    why_nothing_to_train,
 )
 
 SYSTEM = "You are a knowledge judge. Answer with JSON."
@@ -97,6 +98,22 @@ def test_completion_that_cannot_fit_is_dropped_not_cut(tokenizer):
     long_answer = json.dumps({"gaps": ["word " * 200]})
     with pytest.raises(DroppedExample):
         build_example(tokenizer, SYSTEM, "note", long_answer, max_length=96)
+
+
+def test_a_split_where_nothing_survives_names_the_key_and_writes_nothing(tokenizer):
+    long_answer = json.dumps({"gaps": ["word " * 200]})
+    examples = [chat_example(f"id{i}", f"note {i}", long_answer) for i in range(3)]
+    train, val, stats = build_sft_dataset(examples, tokenizer, max_length=96, val_fraction=0.34)
+    assert (train, val, stats["dropped"]) == ([], [], 3)
+    assert why_nothing_to_train("judge", stats).startswith(
+        "tasks.judge.training.max_length: no example survives the split: all 3 were dropped (the first needs "
+    )
+    _, _, empty = build_sft_dataset([], tokenizer, max_length=96, val_fraction=0.34)
+    assert why_nothing_to_train("judge", empty) == (
+        "tasks.judge: no teacher answer to train on (see results/judge/teacher_rejects.jsonl)"
+    )
+    _, _, fine = build_sft_dataset(examples[:2], tokenizer, max_length=512, val_fraction=0.34)
+    assert why_nothing_to_train("judge", fine) is None
 
 
 def _head_tail(user: str, prompt: str) -> tuple[str, str]:

@@ -39,6 +39,7 @@ from vault_distill.resources import (  # noqa: E402
     training_tokens,
 )
 from vault_distill.teach import generation_identity  # noqa: E402
+from vault_distill.extract import extract_task_inputs, too_few_inputs  # noqa: E402
 from vault_distill.vault import notes_read_by_task  # noqa: E402
 
 try:
@@ -71,9 +72,22 @@ TEACHER_GENERATION = generation_identity(config["teacher"])
 
 
 def task_notes(wildcards):
-    """Only the notes this task reads, so an edit elsewhere never reruns it."""
+    """Only the notes this task reads, so an edit elsewhere never reruns it. A task whose notes
+    give fewer usable inputs than its min_examples stops here, before any job runs."""
+    check_enough_inputs(wildcards.task)
     selector = config["tasks"][wildcards.task]["select"]
     return [str(VAULT / rel) for rel in notes_read_by_task(VAULT, selector)]
+
+
+@functools.cache
+def check_enough_inputs(task):
+    """Extraction is cheap (0.1 s for all five tasks on the sample vault), so the DAG counts
+    each task's usable inputs exactly as the extract job will."""
+    settings = config["tasks"][task]
+    result = extract_task_inputs(VAULT, settings["header"], settings["select"])
+    shortfall = too_few_inputs(result, VAULT, settings["select"], settings["min_examples"])
+    if shortfall:
+        raise WorkflowError(f"tasks.{task}.min_examples: {shortfall}")
 
 
 def task_setting(key):
@@ -156,6 +170,11 @@ def quality_inputs():
         keys.append("teacher")
     files = [quality_files(task)[key] for task in TASKS for key in keys]
     return files + list(task_schemas().values())
+
+
+def task_thresholds(key):
+    """{task: tasks.<task>.<key>} for every task (a shared job's params)."""
+    return {task: config["tasks"][task][key] for task in TASKS}
 
 
 def task_schemas():

@@ -2,7 +2,8 @@ rule extract:
     input:
         notes=task_notes,
     output:
-        "results/{task}/inputs.jsonl",
+        inputs="results/{task}/inputs.jsonl",
+        stats="results/{task}/extract_stats.json",
     log:
         "results/logs/{task}/extract.log",
     conda:

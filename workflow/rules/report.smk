@@ -40,5 +40,6 @@ rule report:
         tasks=TASKS,
         base_model=config["base_model"],
         gguf_type=GGUF_SUFFIX,
+        meaningful_examples=task_thresholds("meaningful_examples"),
     script:
         "../scripts/report.py"

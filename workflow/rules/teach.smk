@@ -3,6 +3,11 @@ rule teach:
         inputs="results/{task}/inputs.jsonl",
         system_prompt=task_setting("system_prompt"),
         output_schema=task_setting("output_schema"),
+        # Waits for the settings check, which must pass before anything is paid for. A rerun of
+        # the check (a new max_length) reruns this job too, from the cache: nothing is paid again.
+        # (ancient() would spare that rerun, but then Snakemake never looks at this job's own
+        # reasons while the check reruns, and a changed system prompt would ask no teacher.)
+        preflight="results/{task}/preflight.json",
     output:
         examples="results/{task}/teacher.jsonl",
         rejects="results/{task}/teacher_rejects.jsonl",

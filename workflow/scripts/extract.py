@@ -1,16 +1,26 @@
-"""Snakemake entry point: notes -> results/{task}/inputs.jsonl."""
+"""Snakemake entry point: notes -> results/{task}/inputs.jsonl and its extract stats."""
 
 from pathlib import Path
 
-from vault_distill.extract import extract_task_inputs
-from vault_distill.runtime import setup_logging, write_jsonl
+from vault_distill.extract import extract_task_inputs, too_few_inputs
+from vault_distill.runtime import setup_logging, write_json, write_jsonl
 
 log = setup_logging(snakemake.log[0])
 params = snakemake.params
 result = extract_task_inputs(Path(params.vault), params.header, params.select)
+for path, reasons in sorted(result.repaired.items()):
+    log.warning("repaired %s: %s", path, "; ".join(reasons))
 for path, reason in sorted(result.skipped.items()):
     log.warning("skipped %s: %s", path, reason)
-if not result.records:
-    raise SystemExit(f"tasks.{snakemake.wildcards.task}.select: no usable notes selected in {params.vault}")
-write_jsonl(snakemake.output[0], result.records)
-log.info("%d inputs written, %d notes skipped", len(result.records), len(result.skipped))
+shortfall = too_few_inputs(result, Path(params.vault), params.select, needed=1)
+if shortfall:
+    raise SystemExit(f"tasks.{snakemake.wildcards.task}.select: {shortfall}")
+write_jsonl(snakemake.output.inputs, result.records)
+stats = result.stats()
+write_json(snakemake.output.stats, stats)
+log.info(
+    "%d inputs written; repaired by reason: %s; skipped by reason: %s",
+    stats["inputs"],
+    stats["repaired"],
+    stats["skipped"],
+)

@@ -13,6 +13,7 @@ results = build_report(
     tables_html=snakemake.output.tables,
     compliance_png=snakemake.output.compliance,
     loss_pngs=dict(zip(tasks, snakemake.output.loss, strict=True)),
+    meaningful_examples=snakemake.params.meaningful_examples,
 )
 for result in results:
     base, tuned = result.compliance("base"), result.compliance("tuned")
@@ -24,3 +25,5 @@ for result in results:
         tuned["compliant"],
         tuned["answers"],
     )
+    if result.too_few_examples:
+        log.warning("report %s: only %d SFT examples: its figures are not meaningful", result.task, result.sft_examples)

@@ -22,6 +22,7 @@ result = train_adapter(
     settings={**snakemake.params.training, **memory_trades},
     checkpoint_root=Path(checkpoints["dir"]) / task,
     checkpoint_every=checkpoints["every_steps"],
+    checkpoint_minutes=checkpoints["every_minutes"],
     train_file=snakemake.input.train,
     threads=snakemake.threads,
 )

@@ -5,11 +5,22 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .split import TRUNCATION_MARKER, middle_truncate
-from .vault import BadNote, Note, list_notes, read_note, resolve_link, select_notes, stem_index
+from .vault import (
+    BadNote,
+    Note,
+    matches_location,
+    read_note,
+    reason_kind,
+    resolve_link,
+    scan_vault,
+    select_notes,
+    stem_index,
+)
 
 DATE_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
 
@@ -18,6 +29,20 @@ DATE_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
 class ExtractResult:
     records: list[dict]
     skipped: dict[str, str] = field(default_factory=dict)  # note path -> reason
+    repaired: dict[str, list[str]] = field(default_factory=dict)  # note path -> what was mended
+    primary: list[Note] = field(default_factory=list)  # the selected notes that could be read
+    selected: int = 0  # notes the selector chose, readable or not
+
+    def stats(self) -> dict:
+        """extract_stats.json: every skip and every repair, counted by reason and listed."""
+        return {
+            "inputs": len(self.records),
+            "notes_selected": self.selected,
+            "skipped": dict(Counter(reason_kind(reason) for reason in self.skipped.values())),
+            "repaired": dict(Counter(reason_kind(r) for reasons in self.repaired.values() for r in reasons)),
+            "skipped_notes": dict(sorted(self.skipped.items())),
+            "repaired_notes": dict(sorted(self.repaired.items())),
+        }
 
 
 def content_id(user_content: str) -> str:
@@ -109,41 +134,95 @@ def group_window(notes: list[Note], selector: dict, _: dict) -> list[list[Note]]
 GROUPERS = {"single": group_single, "linked": group_linked, "window": group_window}
 
 
+class NoteReader:
+    """Reads notes once each, recording skips and repairs by path."""
+
+    def __init__(self, vault: Path):
+        self.vault = vault
+        self.skipped: dict[str, str] = {}
+        self.repaired: dict[str, list[str]] = {}
+        self.parsed: dict[str, Note] = {}
+
+    def read(self, rel: str) -> Note | None:
+        if rel not in self.parsed and rel not in self.skipped:
+            try:
+                note = read_note(self.vault, rel)
+            except BadNote as reason:
+                self.skipped[rel] = str(reason)
+                return None
+            self.parsed[rel] = note
+            if note.repairs:
+                self.repaired[rel] = list(note.repairs)
+        return self.parsed.get(rel)
+
+
+def linked_notes(reader: NoteReader, primary: list[Note], all_notes: list[str]) -> dict[str, list[Note]]:
+    """Each primary note's link targets that exist and can be read, in link order."""
+    index = stem_index(all_notes)
+    links_of = {}
+    for note in primary:
+        targets = dict.fromkeys(filter(None, (resolve_link(index, t) for t in note.links)))
+        links_of[note.path] = [linked for t in targets if (linked := reader.read(t)) is not None]
+    return links_of
+
+
 def extract_task_inputs(vault: Path, header: str, selector: dict) -> ExtractResult:
-    """Build the inputs of one task. Unusable notes are skipped and reported, never raised."""
-    all_notes = list_notes(vault)
-    skipped: dict[str, str] = {}
-    primary = []
-    for rel in select_notes(vault, selector, all_notes):
-        try:
-            primary.append(read_note(vault, rel))
-        except BadNote as reason:
-            skipped[rel] = str(reason)
-
-    links_of: dict[str, list[Note]] = {}
-    if selector.get("group", "single") == "linked":
-        index = stem_index(all_notes)
-        parsed: dict[str, Note] = {note.path: note for note in primary}
-        for note in primary:
-            targets = dict.fromkeys(filter(None, (resolve_link(index, t) for t in note.links)))
-            for resolved in targets:
-                if resolved not in parsed and resolved not in skipped:
-                    try:
-                        parsed[resolved] = read_note(vault, resolved)
-                    except BadNote as reason:
-                        skipped[resolved] = str(reason)
-            links_of[note.path] = [parsed[t] for t in targets if t in parsed]
-
-    groups = GROUPERS[selector.get("group", "single")](primary, selector, links_of)
+    """Build the inputs of one task. Unusable notes are skipped and reported, never raised;
+    mended ones (broken front matter, legacy encoding) are kept and reported."""
+    scan = scan_vault(vault, selector.get("follow_external_links", False))
+    reader = NoteReader(vault)
+    for rel, why in scan.outside.items():
+        if matches_location(rel if not rel.endswith("/") else rel + "_.md", selector):
+            reader.skipped[rel] = why
+    chosen = select_notes(vault, selector, scan.notes)
+    primary = [note for rel in chosen if (note := reader.read(rel)) is not None]
+    group = selector.get("group", "single")
+    links_of = linked_notes(reader, primary, scan.notes) if group == "linked" else {}
+    groups = GROUPERS[group](primary, selector, links_of)
     min_chars = selector.get("min_chars", 0)
     records, seen = [], set()
-    for group in groups:
-        if sum(len(note.body) for note in group) < min_chars:
-            for note in group:
-                skipped.setdefault(note.path, f"shorter than min_chars={min_chars}")
+    for notes in groups:
+        if sum(len(note.body) for note in notes) < min_chars:
+            for note in notes:
+                reader.skipped.setdefault(note.path, f"shorter than min_chars: under {min_chars} characters")
             continue
-        record = make_record(header, group, selector.get("max_chars"))
+        record = make_record(header, notes, selector.get("max_chars"))
         if record["id"] not in seen:
             seen.add(record["id"])
             records.append(record)
-    return ExtractResult(records=records, skipped=skipped)
+    return ExtractResult(records, reader.skipped, reader.repaired, primary, len(chosen))
+
+
+def where_looked(vault: Path, selector: dict) -> str:
+    """The vault and the selector's location and tag filters, as a user wrote them."""
+    parts = [f"{key} {selector[key]}" for key in ("folders", "globs", "tags") if selector.get(key)]
+    return f"{vault} ({', '.join(parts) or 'every note'})"
+
+
+def window_shortfall(primary: list[Note], selector: dict) -> str:
+    """Why a window task made no input: how many dated notes it found, over how many days."""
+    days = selector.get("window_days", 7)
+    dates = sorted(d for note in primary if (d := note_date(note)) is not None)
+    if not dates:
+        return (
+            f"none of the {len(primary)} notes found has a date (front matter `date:` or YYYY-MM-DD "
+            f"in the name); window_days: {days} needs dated notes"
+        )
+    span = (dates[-1] - dates[0]).days + 1
+    return (
+        f"{len(dates)} dated notes found, spanning {span} days ({dates[0]} to {dates[-1]}); "
+        f"window_days: {days} needs notes spanning at least {days} days"
+    )
+
+
+def too_few_inputs(result: ExtractResult, vault: Path, selector: dict, needed: int) -> str | None:
+    """Why a task has fewer than `needed` usable inputs, in one line; None when it has enough."""
+    found = len(result.records)
+    if found >= needed:
+        return None
+    message = f"{found} usable inputs found in {where_looked(vault, selector)}, {needed} needed"
+    if result.skipped:
+        message += f"; {len(result.skipped)} notes skipped (see the extract log)"
+    if selector.get("group") == "window" and result.primary:
+        message += "; " + window_shortfall(result.primary, selector)
+    return message

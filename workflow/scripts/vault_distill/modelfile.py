@@ -43,6 +43,30 @@ PROBES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
 _DEFAULT_SYSTEM = re.compile(rf"{re.escape(IM_START)}system\n(.*){re.escape(IM_END)}\n", re.DOTALL)
 
 
+# Markers that name a chat template family in an error message. Only naming: the TEMPLATE itself
+# is derived and verified by probing, never from these.
+FAMILY_MARKERS = (
+    ("Llama 3", "<|start_header_id|>"),
+    ("Gemma", "<start_of_turn>"),
+    ("Mistral", "[INST]"),
+    ("Mistral", "[SYSTEM_PROMPT]"),
+    ("Phi-3/Phi-4", "<|end|>"),
+    ("ChatML", IM_START),
+    ("Alpaca", "### Instruction"),
+)
+
+
+def family_seen(tokenizer) -> str:
+    """The family a chat template looks like, as a clause of an error message."""
+    source = tokenizer.chat_template
+    if isinstance(source, dict):  # several named templates: the default one is used
+        source = source.get("default", next(iter(source.values()), None))
+    if not source:
+        return "it has no chat template"
+    names = dict.fromkeys(name for name, marker in FAMILY_MARKERS if marker in source)
+    return f"its template looks like {' or '.join(names)}" if names else "its template is of no family known here"
+
+
 class UnsupportedTemplate(ValueError):
     """The base model's chat template cannot be expressed as a verified Ollama TEMPLATE."""
 
@@ -117,9 +141,9 @@ def _render_hf(tokenizer, messages) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def _unsupported(key: str, detail: str) -> UnsupportedTemplate:
+def _unsupported(key: str, seen: str, detail: str) -> UnsupportedTemplate:
     return UnsupportedTemplate(
-        f"{key}: chat template family not supported for Ollama (supported: {SUPPORTED}); {detail}"
+        f"{key}: chat template family not supported for Ollama: {seen} (supported: {SUPPORTED}); {detail}"
     )
 
 
@@ -128,13 +152,13 @@ def ollama_template(tokenizer, key: str = "base_model") -> OllamaTemplate:
 
     Raises UnsupportedTemplate (its message starts with `key`) when any probe differs.
     """
-    rendered = {}
+    rendered, seen = {}, family_seen(tokenizer)
     for name, turns in PROBES:
         messages = [{"role": role, "content": content} for role, content in turns]
         try:
             rendered[name] = (messages, _render_hf(tokenizer, messages))
         except Exception as err:  # jinja2 errors, raise_exception(), or no template at all
-            raise _unsupported(key, f"probe {name!r} failed to render: {type(err).__name__}: {err}") from None
+            raise _unsupported(key, seen, f"probe {name!r} failed to render: {type(err).__name__}: {err}") from None
 
     # The user turn is the same in every ChatML variant; anything before it is a default system turn.
     messages, got = rendered["user"]
@@ -143,13 +167,13 @@ def ollama_template(tokenizer, key: str = "base_model") -> OllamaTemplate:
     match = _DEFAULT_SYSTEM.fullmatch(head) if head else None
     if head is None or (head and match is None):
         want = f"{tail!r}, optionally after a default {_turn('system', '...')!r}"
-        raise _unsupported(key, f"probe 'user' rendered {got!r}, expected {want}")
+        raise _unsupported(key, seen, f"probe 'user' rendered {got!r}, expected {want}")
     default_system = match.group(1) if match else None
 
     for name, (messages, got) in rendered.items():
         want = render_chatml(messages, default_system)
         if got != want:
-            raise _unsupported(key, f"probe {name!r} rendered {got!r}, expected {want!r}")
+            raise _unsupported(key, seen, f"probe {name!r} rendered {got!r}, expected {want!r}")
 
     return OllamaTemplate(
         family="chatml",

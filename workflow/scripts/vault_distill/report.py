@@ -117,9 +117,19 @@ class TaskResult:
     history: dict
     max_length: int
     benchmarks: dict[str, dict]
+    # tasks.<task>.meaningful_examples: fewer SFT examples than this flags the task's figures.
+    meaningful_examples: int = 0
 
     def compliance(self, model: str) -> dict:
         return self.evaluation["models"][model]
+
+    @property
+    def sft_examples(self) -> int:
+        return self.metrics["examples"] + self.metrics["val_examples"]
+
+    @property
+    def too_few_examples(self) -> bool:
+        return self.sft_examples < self.meaningful_examples
 
 
 def load_task(task: str, results: str = "results") -> TaskResult:
@@ -188,7 +198,8 @@ def table_row(result: TaskResult) -> dict[str, str]:
     metrics = result.metrics
     return {
         "task": result.task,
-        "examples": f"{metrics['examples']} (+{metrics['val_examples']} held out)",
+        "examples": f"{metrics['examples']} (+{metrics['val_examples']} held out)"
+        + (" ⚠ too few: not meaningful" if result.too_few_examples else ""),
         "max_length": str(result.max_length),
         "train time": format_seconds(result.benchmarks["train"]["seconds"]),
         "peak memory": peak_memory(result),
@@ -228,6 +239,13 @@ def verdict(results: list[TaskResult]) -> tuple[str, list[str]]:
         f"{r.task}: the tuned model is not better than its base "
         f"({format_compliance(r.compliance('base'))} → {format_compliance(r.compliance('tuned'))})."
         for r in worse
+    ]
+    shortfalls += [
+        f"{r.task}: trained on {r.metrics['examples']} examples and evaluated on {r.metrics['val_examples']}, "
+        f"fewer than tasks.{r.task}.meaningful_examples ({r.meaningful_examples}) in all: its figures are not "
+        "meaningful. Add notes to the vault, or raise `examples`."
+        for r in results
+        if r.too_few_examples
     ]
     return summary, shortfalls
 
@@ -465,6 +483,7 @@ def build_report(
     compliance_png: str | Path,
     loss_pngs: dict[str, str | Path],
     results_dir: str = "results",
+    meaningful_examples: dict[str, int] | None = None,
 ) -> list[TaskResult]:
     """Read every task's results and write the report, its HTML tables and its plots."""
     if not tasks:
@@ -473,6 +492,8 @@ def build_report(
     if missing_plots:
         raise ReportError(f"no loss plot path for {', '.join(missing_plots)}")
     results = [load_task(task, results_dir) for task in tasks]
+    for result in results:
+        result.meaningful_examples = (meaningful_examples or {}).get(result.task, 0)
     base = load_base_benchmarks(results_dir)
     report_md = Path(report_md)
     for result in results:

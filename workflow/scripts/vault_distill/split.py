@@ -204,3 +204,17 @@ def build_sft_dataset(
         "train_tokens": sum(b.n_tokens for b, rec in zip(built_all, records, strict=True) if rec["id"] in train_ids),
     }
     return train, val, stats
+
+
+def why_nothing_to_train(task: str, stats: dict) -> str | None:
+    """The one-line error for a split with no training example (naming the key to change), or
+    None when there is something to train on: an empty train file must never be written."""
+    if stats["train"]:
+        return None
+    if stats["dropped"]:
+        first = stats["dropped_examples"][0]["reason"]
+        return (
+            f"tasks.{task}.training.max_length: no example survives the split: all {stats['dropped']} were "
+            f"dropped (the first {first})"
+        )
+    return f"tasks.{task}: no teacher answer to train on (see results/{task}/teacher_rejects.jsonl)"

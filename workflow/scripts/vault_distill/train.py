@@ -203,6 +203,29 @@ def completion_only_trainer(device: str, dtype):
     return CompletionOnlyTrainer
 
 
+def save_every_minutes(minutes: float):
+    """A TrainerCallback that asks for a checkpoint once `minutes` have passed since the last
+    one, whichever of it and `save_steps` comes first: a short default training (20 steps) gets
+    checkpoints too, and a slow one never loses more than `minutes` of work to a kill."""
+    from transformers import TrainerCallback
+
+    class SaveEveryMinutes(TrainerCallback):
+        def __init__(self):
+            self.last_save = time.monotonic()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if time.monotonic() - self.last_save >= minutes * 60:
+                control.should_save = True
+            if control.should_save:  # by time, or by save_steps (TRL's flow callback ran first)
+                self.last_save = time.monotonic()
+            return control
+
+        def on_save(self, args, state, control, **kwargs):
+            log.info("checkpoint saved at step %d of %d", state.global_step, state.max_steps)
+
+    return SaveEveryMinutes()
+
+
 def last_checkpoint(run_dir: Path) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -400,12 +423,14 @@ def train_adapter(
     checkpoint_root: str | Path,
     checkpoint_every: int,
     train_file: str | Path,
+    checkpoint_minutes: float | None = None,
     threads: int = 1,
 ) -> TrainResult:
     """Train one task's LoRA adapter and save it to `adapter_dir`.
 
-    Checkpoints go to `checkpoint_root/<fingerprint>`, outside the rule's outputs; a run
-    killed halfway resumes from its last checkpoint, and a finished run deletes them.
+    Checkpoints go to `checkpoint_root/<fingerprint>`, every `checkpoint_every` steps or
+    `checkpoint_minutes`, whichever comes first, outside the rule's outputs; a run killed
+    halfway resumes from its last checkpoint, and a finished run deletes them.
     """
     import torch
     from datasets import Dataset
@@ -429,6 +454,7 @@ def train_adapter(
         train_dataset=Dataset.from_list(rows),
         eval_dataset=Dataset.from_list(evals) if evals else None,
         processing_class=tokenizer,
+        callbacks=[save_every_minutes(checkpoint_minutes)] if checkpoint_minutes else None,
     )
     check_tokenized(trainer, rows, settings["max_length"])
 

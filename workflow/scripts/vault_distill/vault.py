@@ -4,11 +4,18 @@ Selection runs at DAG time (from workflow/rules/common.smk) so that each task's
 extraction depends only on the notes that it reads. It must therefore be cheap
 and must never raise on a bad note: a note it cannot parse is kept in the
 selection, so that the extract job can name it in its log and skip it.
+
+What a person wrote is kept wherever it can be: a note with broken front matter keeps its
+body, and a note saved in a legacy 8-bit encoding is read as Windows-1252. Both are repairs,
+reported by the extract job. The vault root is a boundary: a symlink that leads outside it
+is not followed unless the task's selector opts in (`follow_external_links`), because every
+note read may be sent to a remote teacher.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +26,24 @@ WIKI_LINK = re.compile(r"\[\[([^\]|#^]+)(?:[#^][^\]|]*)?(?:\|[^\]]*)?\]\]")
 FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^---[ \t]*\r?$\n?", re.S | re.M)
 
 
+# Legacy 8-bit notes are read as Windows-1252: it decodes Latin-1's printable range alike, and
+# leaves undefined only five bytes (C1 controls in Latin-1) that no text has.
+LEGACY_ENCODING = "cp1252"
+BROKEN_FRONT_MATTER = "broken front matter"
+
+
 class BadNote(Exception):
-    """A note that cannot be used; the message says why, in a few words."""
+    """A note that cannot be used. `kind` is the reason in a few fixed words (what the extract
+    stats count by); the message adds the detail."""
+
+    def __init__(self, kind: str, detail: str = ""):
+        super().__init__(f"{kind}: {detail}" if detail else kind)
+        self.kind = kind
+
+
+def reason_kind(reason: str) -> str:
+    """The fixed words of a skip or repair reason ("broken front matter: ..." -> its kind)."""
+    return reason.split(":", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -29,6 +52,8 @@ class Note:
     title: str
     meta: dict = field(hash=False, compare=False)
     body: str = ""
+    # What had to be mended to read it ("broken front matter: ...", "legacy encoding: ...").
+    repairs: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def tags(self) -> list[str]:
@@ -58,52 +83,130 @@ def wiki_links(text: str) -> list[str]:
 
 
 def split_front_matter(text: str) -> tuple[dict, str]:
+    """(metadata, body); raises BadNote when the front matter is there but unusable."""
     match = FRONT_MATTER.match(text)
     if not match:
         if text.startswith("---\n") or text.startswith("---\r\n"):
-            raise BadNote("broken front matter: no closing ---")
+            raise BadNote(BROKEN_FRONT_MATTER, "no closing ---")
         return {}, text
     try:
         meta = yaml.safe_load(match.group(1))
     except yaml.YAMLError as err:
         first_line = str(err).splitlines()[0]
-        raise BadNote(f"broken front matter: {first_line}") from None
+        raise BadNote(BROKEN_FRONT_MATTER, first_line) from None
     if meta is None:
         meta = {}
     if not isinstance(meta, dict):
-        raise BadNote("broken front matter: not a mapping")
+        raise BadNote(BROKEN_FRONT_MATTER, "not a mapping")
     return meta, text[match.end() :]
 
 
+def front_matter_or_repair(text: str) -> tuple[dict, str, list[str]]:
+    """Front matter and body; broken front matter keeps the body (all of the text when no
+    closing --- says where the front matter ends) and no metadata, with the repair named."""
+    try:
+        meta, body = split_front_matter(text)
+        return meta, body, []
+    except BadNote as broken:
+        match = FRONT_MATTER.match(text)
+        return {}, text[match.end() :] if match else text, [str(broken)]
+
+
+def decode_note(data: bytes) -> tuple[str, list[str]]:
+    """UTF-8 text, or else Windows-1252 (a superset of Latin-1's printable range) as a repair.
+    Raises BadNote for bytes that no text encoding explains."""
+    if b"\x00" in data[:8192]:
+        raise BadNote("binary content", "NUL bytes")
+    try:
+        return data.decode("utf-8-sig"), []
+    except UnicodeDecodeError as err:
+        not_utf8 = f"not UTF-8 at byte {err.start}"
+    try:
+        text = data.decode(LEGACY_ENCODING)
+    except UnicodeDecodeError as err:
+        raise BadNote("binary content", f"{not_utf8}, nor Windows-1252 at byte {err.start}") from None
+    return text, [f"legacy encoding: {not_utf8}, read as Windows-1252"]
+
+
 def read_note(vault: Path, rel_path: str) -> Note:
-    """Parse one note, raising BadNote with a short reason if it is unusable."""
+    """Parse one note, mending what can be mended (see Note.repairs), raising BadNote with a
+    short reason if it is unusable."""
     path = vault / rel_path
     try:
         data = path.read_bytes()
     except OSError as err:
-        raise BadNote(f"unreadable: {err.strerror or err}") from None
-    if b"\x00" in data[:8192]:
-        raise BadNote("binary content")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise BadNote(f"not UTF-8 (byte {err.start})") from None
-    meta, body = split_front_matter(text)
+        raise BadNote("unreadable", str(err.strerror or err)) from None
+    text, repairs = decode_note(data)
+    meta, body, front_matter_repairs = front_matter_or_repair(text)
     if not body.strip():
         raise BadNote("empty")
-    return Note(path=rel_path, title=Path(rel_path).stem, meta=meta, body=body.strip())
+    return Note(
+        path=rel_path,
+        title=Path(rel_path).stem,
+        meta=meta,
+        body=body.strip(),
+        repairs=tuple(repairs + front_matter_repairs),
+    )
 
 
-def list_notes(vault: Path) -> list[str]:
-    """All markdown notes, relative and sorted, skipping hidden folders (.obsidian, .trash)."""
-    notes = []
-    for path in vault.rglob("*.md"):
-        rel = path.relative_to(vault)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        if path.is_file():
-            notes.append(rel.as_posix())
-    return sorted(notes)
+@dataclass
+class VaultScan:
+    notes: list[str]  # relative, sorted
+    outside: dict[str, str]  # symlink (relative) -> why it was not followed
+
+
+def _leads_outside(path: Path, root: Path) -> str | None:
+    """Why a symlink must not be followed (it resolves outside `root`), or None."""
+    if not path.is_symlink():
+        return None
+    target = path.resolve()
+    return None if target.is_relative_to(root) else f"outside the vault: links to {target}"
+
+
+def _keep_folder(path: Path, root: Path, follow_external_links: bool, seen: set) -> bool | str:
+    """True to walk into a folder; False to pass it by; a reason to report it as not followed.
+    A symlinked folder inside the vault is passed by: its notes are read where they really are."""
+    if path.name.startswith("."):
+        return False
+    if not path.is_symlink():
+        return True
+    target = path.resolve()
+    if target.is_relative_to(root) or target in seen:  # the last: a link cycle
+        return False
+    if not follow_external_links:
+        return f"outside the vault: links to {target}"
+    seen.add(target)
+    return True
+
+
+def scan_vault(vault: Path, follow_external_links: bool = False) -> VaultScan:
+    """All markdown notes, skipping hidden files and folders (.obsidian, .trash) and, unless
+    `follow_external_links`, symlinked files and folders that resolve outside the vault."""
+    root = vault.resolve()
+    notes, outside, seen = [], {}, set()
+    for dirpath, dirnames, filenames in os.walk(vault, followlinks=True):
+        folder = Path(dirpath)
+        for name in list(dirnames):
+            keep = _keep_folder(folder / name, root, follow_external_links, seen)
+            if isinstance(keep, str):
+                outside[(folder / name).relative_to(vault).as_posix() + "/"] = keep
+            if keep is not True:
+                dirnames.remove(name)
+        for name in filenames:
+            path = folder / name
+            if not name.endswith(".md") or name.startswith(".") or not path.is_file():
+                continue
+            rel = path.relative_to(vault).as_posix()
+            why = None if follow_external_links else _leads_outside(path, root)
+            if why:
+                outside[rel] = why
+            else:
+                notes.append(rel)
+    return VaultScan(sorted(notes), dict(sorted(outside.items())))
+
+
+def list_notes(vault: Path, follow_external_links: bool = False) -> list[str]:
+    return scan_vault(vault, follow_external_links).notes
 
 
 def stem_index(paths: list[str]) -> dict[str, str]:
@@ -146,7 +249,8 @@ def matches_location(rel_path: str, selector: dict) -> bool:
 
 def select_notes(vault: Path, selector: dict, all_notes: list[str] | None = None) -> list[str]:
     """Primary notes of a task: location match, then tag match, minus exclusions."""
-    all_notes = list_notes(vault) if all_notes is None else all_notes
+    if all_notes is None:
+        all_notes = list_notes(vault, selector.get("follow_external_links", False))
     wanted_tags = {tag.lstrip("#") for tag in selector.get("tags") or []}
     excluded = selector.get("exclude_globs") or []
     selected = []
@@ -166,7 +270,7 @@ def select_notes(vault: Path, selector: dict, all_notes: list[str] | None = None
 def notes_read_by_task(vault: Path, selector: dict) -> list[str]:
     """Every note a task's extraction reads: its primary notes plus, when grouping by
     links, the notes they link to. This is the task's extract input at DAG time."""
-    all_notes = list_notes(vault)
+    all_notes = list_notes(vault, selector.get("follow_external_links", False))
     primary = select_notes(vault, selector, all_notes)
     if selector.get("group", "single") != "linked":
         return primary
