@@ -4,7 +4,6 @@ from conftest import write_note
 from vault_distill.extract import extract_task_inputs
 from vault_distill.vault import (
     BadNote,
-    notes_read_by_task,
     read_note,
     scan_vault,
     select_notes,
@@ -94,7 +93,7 @@ def test_follow_external_links_opts_in(linked_vault):
     vault, _ = linked_vault
     selector = {"folders": ["topics"], "follow_external_links": True}
     assert scan_vault(vault, follow_external_links=True).outside == {}
-    assert notes_read_by_task(vault, selector) == [
+    assert extract_task_inputs(vault, "H", selector).notes_read == [
         "topics/Alias.md",
         "topics/Linked secret.md",
         "topics/Own.md",
@@ -137,8 +136,8 @@ def test_selection_by_folder_tag_glob_and_exclude(vault):
 
 
 def test_linked_selection_reads_link_targets_only_for_linked_group(vault):
-    single = notes_read_by_task(vault, {"folders": ["goals"], "group": "single"})
-    linked = notes_read_by_task(vault, {"folders": ["goals"], "group": "linked"})
+    single = extract_task_inputs(vault, "H", {"folders": ["goals"], "group": "single"}).notes_read
+    linked = extract_task_inputs(vault, "H", {"folders": ["goals"], "group": "linked"}).notes_read
     assert single == ["goals/Run a 10k.md"]
     assert linked == ["goals/Run a 10k.md", "topics/Raft.md"]
 

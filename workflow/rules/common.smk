@@ -40,7 +40,6 @@ from vault_distill.resources import (  # noqa: E402
 )
 from vault_distill.teach import generation_identity  # noqa: E402
 from vault_distill.extract import extract_task_inputs, too_few_inputs  # noqa: E402
-from vault_distill.vault import notes_read_by_task  # noqa: E402
 
 try:
     validate(config, "../../config/schema.yaml")
@@ -74,20 +73,21 @@ TEACHER_GENERATION = generation_identity(config["teacher"])
 def task_notes(wildcards):
     """Only the notes this task reads, so an edit elsewhere never reruns it. A task whose notes
     give fewer usable inputs than its min_examples stops here, before any job runs."""
-    check_enough_inputs(wildcards.task)
-    selector = config["tasks"][wildcards.task]["select"]
-    return [str(VAULT / rel) for rel in notes_read_by_task(VAULT, selector)]
+    settings = config["tasks"][wildcards.task]
+    result = task_extraction(wildcards.task)
+    shortfall = too_few_inputs(result, VAULT, settings["select"], settings["min_examples"])
+    if shortfall:
+        raise WorkflowError(f"tasks.{wildcards.task}.min_examples: {shortfall}")
+    return [str(VAULT / rel) for rel in result.notes_read]
 
 
 @functools.cache
-def check_enough_inputs(task):
-    """Extraction is cheap (0.1 s for all five tasks on the sample vault), so the DAG counts
-    each task's usable inputs exactly as the extract job will."""
+def task_extraction(task):
+    """The task's extraction, run once when the DAG is built: it is cheap (0.1 s for all five
+    tasks on the sample vault), and it names both the notes the extract job reads and how many
+    usable inputs they give, exactly as that job will find them."""
     settings = config["tasks"][task]
-    result = extract_task_inputs(VAULT, settings["header"], settings["select"])
-    shortfall = too_few_inputs(result, VAULT, settings["select"], settings["min_examples"])
-    if shortfall:
-        raise WorkflowError(f"tasks.{task}.min_examples: {shortfall}")
+    return extract_task_inputs(VAULT, settings["header"], settings["select"])
 
 
 def task_setting(key):

@@ -32,6 +32,9 @@ class ExtractResult:
     repaired: dict[str, list[str]] = field(default_factory=dict)  # note path -> what was mended
     primary: list[Note] = field(default_factory=list)  # the selected notes that could be read
     selected: int = 0  # notes the selector chose, readable or not
+    # Every note file the extraction read (chosen notes and link targets, readable or not): the
+    # extract job's input at DAG time, so that an edit to any other note never reruns it.
+    notes_read: list[str] = field(default_factory=list)
 
     def stats(self) -> dict:
         """extract_stats.json: every skip and every repair, counted by reason and listed."""
@@ -190,7 +193,9 @@ def extract_task_inputs(vault: Path, header: str, selector: dict) -> ExtractResu
         if record["id"] not in seen:
             seen.add(record["id"])
             records.append(record)
-    return ExtractResult(records, reader.skipped, reader.repaired, primary, len(chosen))
+    in_vault = set(scan.notes)
+    notes_read = sorted(rel for rel in {*chosen, *reader.parsed, *reader.skipped} if rel in in_vault)
+    return ExtractResult(records, reader.skipped, reader.repaired, primary, len(chosen), notes_read)
 
 
 def where_looked(vault: Path, selector: dict) -> str:

@@ -170,11 +170,14 @@ def _keep_folder(path: Path, root: Path, follow_external_links: bool, seen: set)
         return False
     if not path.is_symlink():
         return True
-    target = path.resolve()
-    if target.is_relative_to(root) or target in seen:  # the last: a link cycle
+    why = _leads_outside(path, root)
+    if why is None:
         return False
     if not follow_external_links:
-        return f"outside the vault: links to {target}"
+        return why
+    target = path.resolve()
+    if target in seen:  # a link cycle
+        return False
     seen.add(target)
     return True
 
@@ -231,13 +234,6 @@ def _peek_tags(vault: Path, rel_path: str) -> list[str] | None:
         return None
 
 
-def _peek_links(vault: Path, rel_path: str) -> list[str]:
-    try:
-        return read_note(vault, rel_path).links
-    except BadNote:
-        return []
-
-
 def matches_location(rel_path: str, selector: dict) -> bool:
     folders = selector.get("folders") or []
     globs = selector.get("globs") or []
@@ -265,20 +261,3 @@ def select_notes(vault: Path, selector: dict, all_notes: list[str] | None = None
                 continue
         selected.append(rel)
     return selected
-
-
-def notes_read_by_task(vault: Path, selector: dict) -> list[str]:
-    """Every note a task's extraction reads: its primary notes plus, when grouping by
-    links, the notes they link to. This is the task's extract input at DAG time."""
-    all_notes = list_notes(vault, selector.get("follow_external_links", False))
-    primary = select_notes(vault, selector, all_notes)
-    if selector.get("group", "single") != "linked":
-        return primary
-    index = stem_index(all_notes)
-    read = dict.fromkeys(primary)
-    for rel in primary:
-        for target in _peek_links(vault, rel):
-            resolved = resolve_link(index, target)
-            if resolved is not None:
-                read.setdefault(resolved, None)
-    return sorted(read)
