@@ -189,3 +189,11 @@ def held_cache_keys(root: Path) -> list[str]:
     held = results.get(timeout=60)
     probe.join()
     return held
+
+
+@pytest.fixture(scope="session")
+def family_tokenizers(tokenizer) -> dict:
+    """The bundled tokenizer, and copies of it carrying other models' official templates (tests/families.py)."""
+    from families import FAMILIES, family_tokenizer
+
+    return {name: family_tokenizer(tokenizer, name) for name in FAMILIES}

@@ -14,49 +14,44 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from families import CHAT_TEMPLATES, FAMILIES, PLAIN_CHATML
 
-from vault_distill.modelfile import (
-    CHATML_STOPS,
-    OllamaTemplate,
-    UnsupportedTemplate,
-    ollama_template,
-    render_modelfile,
-)
+from vault_distill.chat_format import bos_text
+from vault_distill.modelfile import OllamaTemplate, UnsupportedTemplate, ollama_template, render_modelfile
 
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = ROOT / "tests" / "go" / "ollama_render"
-CHAT_TEMPLATES = ROOT / "tests" / "data" / "chat_templates"
 
-# teknium/OpenHermes-2.5-Mistral-7B's template, one of the "chatml" entries of Ollama's template/index.json.
-PLAIN_CHATML = (
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']"
-    " + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+FAMILY_NAMES = list(FAMILIES)
 
-DEFAULT_SYSTEMS = {
-    "smollm2": "You are a helpful AI assistant named SmolLM, trained by Hugging Face",
-    "qwen2": "You are a helpful assistant.",
-    "qwen2.5": "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.",
-    "chatml": None,
+# Official SHA-256 of each stored template (see tests/data/chat_templates/README.md).
+DIGESTS = {
+    "Gemma-3-it.jinja": "7de1c58e208eda46e9c7f86397df37ec49883aeece39fb961e0a6b24088dd3c4",
+    "Llama-3-Instruct.jinja": "ba03a121d097859c7b5b9cd03af99aafe95275210d2876f642ad9929a150f122",
+    "Llama-3.1-Instruct.jinja": "e10ca381b1ccc5cf9db52e371f3b6651576caee0a630b452e2816b2d404d4b65",
+    "Llama-3.2-Instruct.jinja": "5816fce10444e03c2e9ee1ef8a4a1ea61ae7e69e438613f3b17b69d0426223a4",
+    "Llama-3.3-Instruct.jinja": "e10ca381b1ccc5cf9db52e371f3b6651576caee0a630b452e2816b2d404d4b65",
+    "Mistral-7B-Instruct-v0.3.jinja": "e16746b40344d6c5b5265988e0328a0bf7277be86f1c335156eae07e29c82826",
+    "Mistral-Nemo-Instruct-2407.jinja": "e4676cb56dffea7782fd3e2b577cfaf1e123537e6ef49b3ec7caa6c095c62272",
+    "Mistral-Small-3.2-Instruct.jinja": "5b8f31f11198696548d544dbe424a3c1ef244d00a475f4e1bffb351fda085608",
+    "Phi-3.5-mini-instruct.jinja": "78d976a442bcde2f0be15aafbb8e3050e1104f86732266f68403251b89982a90",
+    "Phi-4-mini-instruct.jinja": "febf589225c9728ab791f52e8897d7607a823d45368f0a4c92fa68997b40cce9",
+    "Qwen2-Instruct.jinja": "793202280c0910ab26bc6eb57c8212c2417324c6d8c4efd0d10d59092ab3e3eb",
+    "Qwen2.5-Instruct.jinja": "cd8e9439f0570856fd70470bf8889ebd8b5d1107207f67a5efb46e342330527f",
+    "Qwen3.jinja": "87a2728cb8dc9fe424d624542f6060ec05a1d285ebbec578bb078900e33396b5",
 }
 
 UNSUPPORTED = {
-    # meta-llama/Meta-Llama-3-8B-Instruct (Ollama's index.json "llama3-instruct").
-    "llama3": (
-        "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>'"
-        " + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}"
-        "{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}"
-        "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
-    ),
     "alpaca": (
         "{% for message in messages %}{% if message['role'] == 'system' %}{{ message['content'] + '\n\n' }}"
         "{% elif message['role'] == 'user' %}{{ '### Instruction:\n' + message['content'] + '\n\n' }}"
         "{% else %}{{ '### Response:\n' + message['content'] + '\n\n' }}{% endif %}{% endfor %}"
         "{% if add_generation_prompt %}{{ '### Response:\n' }}{% endif %}"
     ),
-    # ChatML lookalikes that a name- or marker-based check would accept.
-    "chatml that trims content": PLAIN_CHATML.replace("message['content']", "message['content'] | trim"),
+    # ChatML and Llama 3 lookalikes that a name- or marker-based check would accept.
     "chatml without generation prompt": PLAIN_CHATML.split("{% if add_generation_prompt %}")[0],
+    "chatml that upper-cases roles": PLAIN_CHATML.replace("message['role']", "message['role'] | upper"),
+    "llama 3 without the blank line": (CHAT_TEMPLATES / "Llama-3-Instruct.jinja").read_text().replace("\n\n", "\n"),
     "mistral (rejects system role)": (
         "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}"
         "{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}"
@@ -184,37 +179,14 @@ def go_binary(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def tokenizers(tokenizer) -> dict:
-    """The real SmolLM2 tokenizer, and copies of it carrying other models' official templates."""
-
-    def with_template(template: str):
-        copied = copy.deepcopy(tokenizer)
-        copied.chat_template = template
-        return copied
-
-    def official(name: str) -> str:
-        return (CHAT_TEMPLATES / name).read_bytes().decode("utf-8")
-
-    return {
-        "smollm2": tokenizer,
-        "qwen2": with_template(official("Qwen2-Instruct.jinja")),
-        "qwen2.5": with_template(official("Qwen2.5-Instruct.jinja")),
-        "chatml": with_template(PLAIN_CHATML),
-    }
-
-
-@pytest.fixture(scope="session")
-def templates(tokenizers) -> dict[str, OllamaTemplate]:
-    return {family: ollama_template(tok) for family, tok in tokenizers.items()}
+def templates(family_tokenizers) -> dict[str, OllamaTemplate]:
+    return {name: ollama_template(tok) for name, tok in family_tokenizers.items()}
 
 
 def test_fixture_templates_are_the_official_ones():
     # Guards the stored copies against an editor's newline or whitespace "fix".
-    digests = {
-        "Qwen2-Instruct.jinja": "793202280c0910ab26bc6eb57c8212c2417324c6d8c4efd0d10d59092ab3e3eb",
-        "Qwen2.5-Instruct.jinja": "cd8e9439f0570856fd70470bf8889ebd8b5d1107207f67a5efb46e342330527f",
-    }
-    for name, digest in digests.items():
+    assert sorted(DIGESTS) == sorted(path.name for path in CHAT_TEMPLATES.glob("*.jinja"))
+    for name, digest in DIGESTS.items():
         assert hashlib.sha256((CHAT_TEMPLATES / name).read_bytes()).hexdigest() == digest, name
 
 
@@ -223,36 +195,102 @@ def test_smollm2_tokenizer_is_really_smollm2(tokenizer):
     assert "SmolLM" in tokenizer.chat_template
 
 
-@pytest.mark.parametrize("family", DEFAULT_SYSTEMS)
-def test_family_is_detected_from_the_rendered_template(templates, family):
-    found = templates[family]
-    assert found.family == "chatml"
-    assert found.default_system == DEFAULT_SYSTEMS[family]
-    assert found.stops == CHATML_STOPS == ("<|im_end|>", "<|im_start|>")
-    if found.default_system is not None:
-        assert found.default_system in found.template
+STOPS = {
+    "ChatML": ("<|im_end|>", "<|im_start|>"),
+    "Llama 3": ("<|eot_id|>", "<|start_header_id|>"),
+    "Gemma 3": ("<end_of_turn>", "<start_of_turn>"),
+    "Phi-3.5": ("<|end|>", "<|user|>", "<|assistant|>"),
+    "Phi-4-mini": ("<|end|>", "<|user|>", "<|assistant|>"),
+    "Mistral v0.3": ("[INST]",),
+    "Mistral Nemo": ("[INST]",),
+    "Mistral Small 3": ("[INST]", "[SYSTEM_PROMPT]"),
+}
+
+
+@pytest.mark.parametrize("name", FAMILY_NAMES)
+def test_family_is_detected_from_the_rendered_template(templates, name):
+    found, spec = templates[name], FAMILIES[name]
+    assert found.family == spec.family
+    assert found.stops == STOPS[spec.family]
+    if name.startswith("mistral-small"):
+        # Its default system prompt carries the pinned date, never today's.
+        assert found.default_system.startswith("You are Mistral Small 3, a Large Language Model")
+        assert "The current date is 2024-07-26." in found.default_system
     else:
-        assert "<|im_start|>system" not in found.template
+        assert found.default_system == spec.default_system
+    if found.default_system:
+        # Quoted as a Go string constant, so its newlines and quotes appear escaped.
+        assert json.dumps(found.default_system, ensure_ascii=False)[1:-1] in found.template
+
+
+@pytest.mark.parametrize("name", ["llama3.1", "llama3.2", "llama3.3"])
+def test_llama_system_block_is_always_there_with_the_pinned_date(go_binary, family_tokenizers, templates, name):
+    expected = hf_render(family_tokenizers[name], [u("hi")])
+    assert expected == (
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"
+        "Today Date: 26 Jul 2024\n\n<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
+    assert go_render(go_binary, templates[name].template, [u("hi")]) == expected.removeprefix("<|begin_of_text|>")
+
+
+def test_qwen3_is_served_without_thinking(go_binary, family_tokenizers, templates):
+    # One stated mode: the empty think block opens every answer, in training and in Ollama.
+    prompt = go_render(go_binary, templates["qwen3"].template, [u("hi")])
+    assert prompt == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    assert prompt == hf_render(family_tokenizers["qwen3"], [u("hi")])
+
+
+def test_gemma_folds_the_system_text_into_the_first_user_turn(go_binary, templates):
+    assert go_render(go_binary, templates["gemma3"].template, [s("Be terse."), u("hi"), a("ok"), u("more")]) == (
+        "<start_of_turn>user\nBe terse.\n\nhi<end_of_turn>\n<start_of_turn>model\nok<end_of_turn>\n"
+        "<start_of_turn>user\nmore<end_of_turn>\n<start_of_turn>model\n"
+    )
+
+
+def test_mistral_v03_folds_the_system_text_into_the_last_user_message_only(go_binary, templates):
+    assert go_render(go_binary, templates["mistral-v0.3"].template, [s("Be terse."), u("hi"), a("ok"), u("more")]) == (
+        "[INST] hi[/INST] ok</s>[INST] Be terse.\n\nmore[/INST]"
+    )
+
+
+def served(tokenizer, messages: list[dict]) -> str:
+    """What the HF template renders, without the bos it writes itself: the tokenizer adds that one
+    (and llama.cpp, serving the GGUF for Ollama, adds it too)."""
+    text, bos = hf_render(tokenizer, messages), bos_text(tokenizer)
+    return text.removeprefix(bos) if bos else text
+
+
+def stripped(messages: list[dict], roles) -> list[dict]:
+    return [{**m, "content": m["content"].strip()} if m["role"] in roles else m for m in messages]
 
 
 @pytest.mark.parametrize("modelfile_system", [None, MODELFILE_SYSTEM], ids=["no-SYSTEM", "SYSTEM"])
 @pytest.mark.parametrize("conversation", CONVERSATIONS)
-@pytest.mark.parametrize("family", DEFAULT_SYSTEMS)
-def test_go_template_renders_what_hf_renders(go_binary, tokenizers, templates, family, conversation, modelfile_system):
+@pytest.mark.parametrize("name", FAMILY_NAMES)
+def test_go_template_renders_what_hf_renders(
+    go_binary, family_tokenizers, templates, name, conversation, modelfile_system
+):
+    tokenizer, template = family_tokenizers[name], templates[name]
     messages = ollama_messages(CONVERSATIONS[conversation], modelfile_system)
     # Ollama merges consecutive same-role messages before the template sees them; these lists have
     # none, so HF and Go get exactly the same list.
     assert all(x["role"] != y["role"] for x, y in itertools.pairwise(messages))
-    expected = hf_render(tokenizers[family], messages)
-    assert go_render(go_binary, templates[family].template, messages) == expected
+    expected = served(tokenizer, messages)
+    if template.trim:
+        # The template strips these contents and Go's text/template cannot: Ollama renders them as
+        # sent, so a client must send them stripped. Stripped, both render the same bytes.
+        assert served(tokenizer, stripped(messages, template.trim)) == expected
+        messages = stripped(messages, template.trim)
+    assert go_render(go_binary, template.template, messages) == expected
 
 
-@pytest.mark.parametrize("family", DEFAULT_SYSTEMS)
-def test_last_assistant_message_is_continued_not_closed(go_binary, tokenizers, templates, family):
-    # Ollama sends a trailing assistant message to be continued (prefill): no <|im_end|> after it.
+@pytest.mark.parametrize("name", FAMILY_NAMES)
+def test_last_assistant_message_is_continued_not_closed(go_binary, family_tokenizers, templates, name):
+    # Ollama sends a trailing assistant message to be continued (prefill): no end of turn after it.
     messages = [u("Extract the links."), a('{"links": [')]
-    expected = hf_render(tokenizers[family], messages[:1]) + messages[1]["content"]
-    assert go_render(go_binary, templates[family].template, messages) == expected
+    expected = served(family_tokenizers[name], messages[:1]) + messages[1]["content"]
+    assert go_render(go_binary, templates[name].template, messages) == expected
 
 
 def test_harness_collates_like_ollama(go_binary):
@@ -270,10 +308,10 @@ def test_harness_reports_template_errors(go_binary):
 
 
 FAMILIES_SEEN = {
-    "llama3": "its template looks like Llama 3",
     "alpaca": "its template looks like Alpaca",
-    "chatml that trims content": "its template looks like ChatML",
     "chatml without generation prompt": "its template looks like ChatML",
+    "chatml that upper-cases roles": "its template looks like ChatML",
+    "llama 3 without the blank line": "its template looks like Llama 3",
     "mistral (rejects system role)": "its template looks like Mistral",
 }
 
@@ -286,9 +324,12 @@ def test_unsupported_template_is_refused(tokenizer, name):
         ollama_template(copied)
     message = str(err.value)
     assert message.startswith(
-        f"base_model: chat template family not supported for Ollama: {FAMILIES_SEEN[name]} (supported: ChatML: "
+        f"base_model: chat template family not supported for Ollama: {FAMILIES_SEEN[name]} (supported: ChatML "
+        "(SmolLM2, Qwen2, Qwen2.5, Qwen3), Llama 3.x, Gemma 3, Mistral (v0.3, Nemo, Small 3), Phi-3.5, Phi-4-mini); "
+    ), message
+    assert re.search(
+        r"probe '[^']+' (rendered .* renders |failed to render|rendered .* which opens)", message, re.DOTALL
     )
-    assert re.search(r"probe '[^']+' (rendered .* expected |failed to render)", message, re.DOTALL), message
 
 
 def test_missing_template_is_refused_with_the_config_key(tokenizer):
@@ -345,6 +386,6 @@ def test_render_modelfile_refuses_what_ollama_cannot_read(templates, kwargs, mat
 
 
 def test_render_modelfile_refuses_triple_quotes_in_the_template(templates):
-    broken = OllamaTemplate("chatml", 'x """ y', CHATML_STOPS, None)
+    broken = OllamaTemplate("ChatML", 'x """ y', ("<|im_end|>",), None)
     with pytest.raises(ValueError, match='TEMPLATE contains """'):
         render_modelfile("m.gguf", broken, "Be terse.", 2048, DECODING)

@@ -129,11 +129,11 @@ def test_too_few_inputs_stop_the_run_when_the_dag_is_built(tmp_path, task, chang
     assert not (workdir / "results").exists()
 
 
-LLAMA3_TEMPLATE = (  # meta-llama/Meta-Llama-3-8B-Instruct (Ollama's index.json "llama3-instruct")
-    "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>'"
-    " + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}"
-    "{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+ALPACA_TEMPLATE = (  # no Ollama TEMPLATE is derived for it: none of the families renders this
+    "{% for message in messages %}{% if message['role'] == 'system' %}{{ message['content'] + '\n\n' }}"
+    "{% elif message['role'] == 'user' %}{{ '### Instruction:\n' + message['content'] + '\n\n' }}"
+    "{% else %}{{ '### Response:\n' + message['content'] + '\n\n' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '### Response:\n' }}{% endif %}"
 )
 
 
@@ -142,7 +142,7 @@ def test_a_chat_template_with_no_modelfile_stops_before_any_teacher_call(tmp_pat
     calls = tmp_path / "calls.log"
     config = judge_only_config(tmp_path, calls)
     student = copy.deepcopy(tokenizer)
-    student.chat_template = LLAMA3_TEMPLATE
+    student.chat_template = ALPACA_TEMPLATE
     student.save_pretrained(tmp_path / "student")
     config["base_model"] = str(tmp_path / "student")
     workdir = make_workdir(tmp_path, config)
@@ -150,7 +150,7 @@ def test_a_chat_template_with_no_modelfile_stops_before_any_teacher_call(tmp_pat
     assert done.returncode != 0
     log = (workdir / "results/logs/base_tokenizer.log").read_text(encoding="utf-8")
     assert (
-        "base_model: chat template family not supported for Ollama: its template looks like Llama 3 (supported: ChatML"
+        "base_model: chat template family not supported for Ollama: its template looks like Alpaca (supported: ChatML"
         in done.stdout + done.stderr + log
     )
     assert f"[base_model is {tmp_path / 'student'}]" in done.stdout + done.stderr + log

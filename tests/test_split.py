@@ -11,7 +11,7 @@ from vault_distill.split import (
     DroppedExample,
     build_example,
     build_sft_dataset,
-    count_tokens,
+    count_example_tokens,
     render_completion,
     render_prompt,
     train_val_split,
@@ -35,7 +35,7 @@ def chat_example(example_id: str, user: str, answer: str = ANSWER) -> dict:
 
 def test_prompt_and_completion_come_from_the_chat_template(tokenizer):
     prompt = render_prompt(tokenizer, SYSTEM, "hello")
-    completion = render_completion(tokenizer, SYSTEM, "hello", ANSWER)
+    completion = render_completion(tokenizer, "hello", ANSWER)
     assert prompt.endswith("<|im_start|>assistant\n")
     assert completion == ANSWER + "<|im_end|>"
     full = tokenizer.apply_chat_template(
@@ -50,12 +50,14 @@ def test_prompt_and_completion_come_from_the_chat_template(tokenizer):
 
 
 def test_trl_trains_exactly_one_end_of_turn(tokenizer, tmp_path):
-    """Run TRL's own dataset preparation: the sequence must end in a single <|im_end|>,
-    with the prompt masked and the whole completion (end token included) trained."""
+    """Run TRL's own dataset preparation on the rows train.py gives it: the sequence must end in a
+    single <|im_end|>, with the prompt masked and the whole completion (end token included) trained."""
     import torch
     from datasets import Dataset
     from transformers import LlamaConfig, LlamaForCausalLM
     from trl import SFTConfig, SFTTrainer
+
+    from vault_distill.train import tokenized_rows
 
     example = build_example(tokenizer, SYSTEM, "A short note about Raft.", ANSWER, max_length=256)
     tiny = LlamaForCausalLM(
@@ -73,7 +75,9 @@ def test_trl_trains_exactly_one_end_of_turn(tokenizer, tmp_path):
         args=SFTConfig(
             output_dir=str(tmp_path), max_length=256, report_to=[], completion_only_loss=True, bf16=False, use_cpu=True
         ),
-        train_dataset=Dataset.from_list([{"prompt": example.prompt, "completion": example.completion}]),
+        train_dataset=Dataset.from_list(
+            tokenized_rows([{"prompt": example.prompt, "completion": example.completion}], tokenizer)
+        ),
         processing_class=tokenizer,
     )
     row = trainer.train_dataset[0]
@@ -91,7 +95,7 @@ def test_short_example_is_not_truncated(tokenizer):
     example = build_example(tokenizer, SYSTEM, "short", ANSWER, max_length=512)
     assert not example.truncated
     assert TRUNCATION_MARKER not in example.prompt
-    assert example.n_tokens == count_tokens(tokenizer, example.prompt + example.completion)
+    assert example.n_tokens == count_example_tokens(tokenizer, example.prompt, example.completion)
 
 
 def test_completion_that_cannot_fit_is_dropped_not_cut(tokenizer):
@@ -213,3 +217,67 @@ def test_truncated_prompt_tokenizes_the_same_in_llama_cpp(tokenizer):
         assert TRUNCATION_MARKER in prompt
         hf_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         assert vocab.tokenize(prompt.encode("utf-8"), add_bos=False, special=True) == hf_ids, max_length
+
+
+# One tokenizer per way of ending an answer: ChatML (eos is the turn end), Qwen3 (an empty think block
+# first), Llama 3 (<|eot_id|> as eos), Gemma and Phi (a turn token that is not the eos), Mistral (eos
+# ends the answer; v0.3 opens it with a space and folds the system text into the last user message).
+FAMILY_ANSWERS = [
+    "smollm2",
+    "qwen3",
+    "llama3.2",
+    "gemma3",
+    "phi-3.5",
+    "phi-4-mini",
+    "mistral-v0.3",
+    "mistral-small-3.2",
+]
+
+
+@pytest.mark.parametrize("name", FAMILY_ANSWERS)
+def test_each_family_trains_its_own_end_of_turn_exactly_once(family_tokenizers, name, tmp_path):
+    import copy
+
+    from datasets import Dataset
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    from vault_distill.chat_format import bos_text, chat_format
+    from vault_distill.train import tokenized_rows
+
+    tokenizer = copy.deepcopy(family_tokenizers[name])  # TRL sets eos_token on the one it is given
+    end_of_turn, eos = chat_format(tokenizer).end_of_turn, tokenizer.eos_token
+    example = build_example(tokenizer, SYSTEM, "A short note about Raft.", ANSWER, max_length=256)
+    assert example.completion.endswith(end_of_turn) and example.completion.count(end_of_turn) == 1
+    assert example.completion.strip().removesuffix(end_of_turn) == ANSWER
+    served = tokenizer.apply_chat_template(
+        [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "A short note about Raft."}],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+    assert bos_text(tokenizer) + example.prompt == served  # the prompt the model is served, less bos
+
+    tiny = LlamaForCausalLM(
+        LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                    num_attention_heads=2, num_key_value_heads=2)
+    )  # fmt: skip
+    args = SFTConfig(
+        output_dir=str(tmp_path), max_length=256, report_to=[], completion_only_loss=True, use_cpu=True,
+        eos_token=end_of_turn,
+    )  # fmt: skip
+    trainer = SFTTrainer(
+        model=tiny,
+        args=args,
+        train_dataset=Dataset.from_list(
+            tokenized_rows([{"prompt": example.prompt, "completion": example.completion}], tokenizer)
+        ),
+        processing_class=tokenizer,
+    )
+    row = trainer.train_dataset[0]
+    ids, trained = row["input_ids"], [label for label in row["labels"] if label != -100]
+    end_id = tokenizer.convert_tokens_to_ids(end_of_turn)
+    assert ids[-1] == end_id and ids[-2] != end_id
+    assert tokenizer.decode(trained) == example.completion
+    if eos != end_of_turn:  # no stray eos after the turn token
+        assert tokenizer.convert_tokens_to_ids(eos) not in trained
+    assert len(ids) == example.n_tokens

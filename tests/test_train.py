@@ -10,7 +10,9 @@ from vault_distill.train import (
     decide_gradient_checkpointing,
     dequantized_bytes,
     hqq_layers,
+    tokenized_rows,
     training_autocast,
+    untrained_row,
 )
 
 
@@ -102,3 +104,26 @@ def test_lora_products_run_in_the_training_dtype_under_training_autocast():
     assert mixed_dtypes == [torch.bfloat16, torch.bfloat16]
     assert all(grad is not None and grad.dtype == torch.float32 and grad.abs().sum() > 0 for grad in mixed_grads)
     torch.testing.assert_close(mixed_out, fp32_out, rtol=0.02, atol=0.02)
+
+
+def test_an_untrained_end_of_turn_row_is_told_from_a_trained_one():
+    import torch
+
+    torch.manual_seed(0)
+    embedding = torch.randn(2000, 32)
+    embedding[7] = 0  # never trained and left at zero (Llama 3 base's <|eot_id|>)
+    shared = torch.randn(32)
+    embedding[1000:1400] = shared + 1e-3 * torch.randn(400, 32)  # left at one initialisation (Gemma 3 pt)
+    assert untrained_row(embedding, 7).startswith("its embedding row is zero")
+    assert untrained_row(embedding, 1200) == "its embedding row is one of 400 near-identical rows (cosine > 0.99)"
+    assert untrained_row(embedding, 3) is None
+    embedding[10:30] = torch.randn(32)  # a few similar special tokens, as SmolLM2-Instruct's (18 twins) are: trained
+    assert untrained_row(embedding, 15) is None
+
+
+def test_prompt_and_completion_are_tokenized_apart_as_served(tokenizer):
+    rows = tokenized_rows([{"prompt": "<|im_start|>assistant\n\n", "completion": '{"a": 1}<|im_end|>'}], tokenizer)
+    prompt_ids = tokenizer("<|im_start|>assistant\n\n")["input_ids"]
+    assert rows[0]["input_ids"][: len(prompt_ids)] == prompt_ids  # joined, "\n\n{" would split as "\n", "\n{"
+    assert rows[0]["completion_mask"] == [0] * len(prompt_ids) + [1] * (len(rows[0]["input_ids"]) - len(prompt_ids))
+    assert tokenizer.decode(rows[0]["input_ids"][len(prompt_ids) :]) == '{"a": 1}<|im_end|>'

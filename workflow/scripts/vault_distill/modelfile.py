@@ -1,57 +1,28 @@
 """Ollama Modelfiles whose TEMPLATE renders exactly what the base model's HF chat template renders.
 
 `ollama create` guesses a template from the GGUF's Jinja only when it is close to one it knows,
-and Qwen2.5's is not, so the Modelfile always carries an explicit TEMPLATE and stops. The family is
-found by rendering probe conversations with the tokenizer, never by model name: a fine-tune may
-keep or change its base's template under any name.
+and Qwen2.5's is not, so the Modelfile always carries an explicit TEMPLATE and stops, derived by
+probing the tokenizer's own template (chat_format.py).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
+from .chat_format import FAMILY_NAMES, NoFamily, chat_format, go_template
 from .decoding import modelfile_parameters
 
-SUPPORTED = "ChatML: SmolLM2, Qwen2, Qwen2.5, plain ChatML"
-
-IM_START = "<|im_start|>"
-IM_END = "<|im_end|>"
-
-# <|im_end|> ends every turn. <|im_start|> is a second guard: a small distilled model that skips
-# <|im_end|> and opens a new turn would otherwise write the user's next message itself. Ollama's own
-# chatml and qwen2.5 templates stop on both.
-CHATML_STOPS = (IM_END, IM_START)
-
-# Plain ASCII markers: a template that rewrites content (trim, case, escaping) shows up as a mismatch.
-_S = "vd-probe system text"
-_U1 = "vd-probe user text 1"
-_U2 = "vd-probe user text 2"
-_A1 = "vd-probe assistant text"
-
-# Every shape the Go template handles differently, each checked against the HF rendering.
-PROBES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
-    ("user", (("user", _U1),)),
-    ("system+user", (("system", _S), ("user", _U1))),
-    ("user+assistant+user", (("user", _U1), ("assistant", _A1), ("user", _U2))),
-    ("system+user+assistant+user", (("system", _S), ("user", _U1), ("assistant", _A1), ("user", _U2))),
-    ("empty user", (("user", ""),)),
-    ("whitespace", (("system", f"  {_S} \n"), ("user", f"\n  {_U1}  \n"))),
-    ("user+system+user", (("user", _U1), ("system", _S), ("user", _U2))),
-)
-
-_DEFAULT_SYSTEM = re.compile(rf"{re.escape(IM_START)}system\n(.*){re.escape(IM_END)}\n", re.DOTALL)
-
+SUPPORTED = FAMILY_NAMES
 
 # Markers that name a chat template family in an error message. Only naming: the TEMPLATE itself
-# is derived and verified by probing, never from these.
+# is derived and verified by probing (chat_format.py), never from these.
 FAMILY_MARKERS = (
     ("Llama 3", "<|start_header_id|>"),
     ("Gemma", "<start_of_turn>"),
     ("Mistral", "[INST]"),
     ("Mistral", "[SYSTEM_PROMPT]"),
     ("Phi-3/Phi-4", "<|end|>"),
-    ("ChatML", IM_START),
+    ("ChatML", "<|im_start|>"),
     ("Alpaca", "### Instruction"),
 )
 
@@ -77,109 +48,28 @@ class OllamaTemplate:
     template: str
     stops: tuple[str, ...]
     default_system: str | None
-
-
-def _turn(role: str, content: str) -> str:
-    return f"{IM_START}{role}\n{content}{IM_END}\n"
-
-
-def render_chatml(messages, default_system: str | None) -> str:
-    """What the ChatML TEMPLATE renders for a list that does not end with an assistant message.
-
-    The Python twin of `chatml_go_template`; `ollama_template` checks the HF template against it.
-    """
-    out = []
-    if messages and default_system is not None and messages[0]["role"] != "system":
-        out.append(_turn("system", default_system))
-    out.extend(_turn(m["role"], m["content"]) for m in messages)
-    out.append(f"{IM_START}assistant\n")
-    return "".join(out)
-
-
-def _go_text(text: str) -> str:
-    """`text` as it must appear in a Go template to be emitted verbatim."""
-    if "{{" not in text:
-        return text
-    # Literal text cannot contain the action delimiter; a quoted string constant can.
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
-    return '{{ "' + escaped.replace("\t", "\\t") + '" }}'
-
-
-def chatml_go_template(default_system: str | None) -> str:
-    """A Go text/template for Ollama's {System, Messages, Tools} data, rendering ChatML.
-
-    Ollama does not add a generation prompt: the template opens the assistant turn after a last
-    user/system message, and leaves a last assistant message open so Ollama continues it.
-    .Tools is ignored: the distilled tasks never send tools, so Qwen2.5's tool branches (not probed)
-    are not reproduced.
-    """
-    default = ""
-    if default_system is not None:
-        default = (
-            '{{- if and (eq $i 0) (ne .Role "system") }}'
-            f"{IM_START}system\n{_go_text(default_system)}{IM_END}\n"
-            "{{ end }}\n"
-        )
-    return (
-        "{{- range $i, $_ := .Messages }}\n"
-        "{{- $last := eq (len (slice $.Messages $i)) 1 }}\n"
-        f"{default}"
-        '{{- if and $last (eq .Role "assistant") }}'
-        f"{IM_START}assistant\n"
-        "{{ .Content }}\n"
-        "{{- else }}"
-        f"{IM_START}{{{{ .Role }}}}\n"
-        f"{{{{ .Content }}}}{IM_END}\n"
-        f"{{{{ if $last }}}}{IM_START}assistant\n"
-        "{{ end }}\n"
-        "{{- end }}\n"
-        "{{- end }}"
-    )
-
-
-def _render_hf(tokenizer, messages) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-
-def _unsupported(key: str, seen: str, detail: str) -> UnsupportedTemplate:
-    return UnsupportedTemplate(
-        f"{key}: chat template family not supported for Ollama: {seen} (supported: {SUPPORTED}); {detail}"
-    )
+    # Roles whose content the HF template strips and Ollama's Go template cannot: send those stripped.
+    trim: frozenset[str] = frozenset()
 
 
 def ollama_template(tokenizer, key: str = "base_model") -> OllamaTemplate:
     """The Ollama TEMPLATE and stops for `tokenizer`'s chat template, verified on every probe.
 
-    Raises UnsupportedTemplate (its message starts with `key`) when any probe differs.
+    Raises UnsupportedTemplate (its message starts with `key`) when no family renders what it renders.
     """
-    rendered, seen = {}, family_seen(tokenizer)
-    for name, turns in PROBES:
-        messages = [{"role": role, "content": content} for role, content in turns]
-        try:
-            rendered[name] = (messages, _render_hf(tokenizer, messages))
-        except Exception as err:  # jinja2 errors, raise_exception(), or no template at all
-            raise _unsupported(key, seen, f"probe {name!r} failed to render: {type(err).__name__}: {err}") from None
-
-    # The user turn is the same in every ChatML variant; anything before it is a default system turn.
-    messages, got = rendered["user"]
-    tail = render_chatml(messages, None)
-    head = got[: -len(tail)] if got.endswith(tail) else None
-    match = _DEFAULT_SYSTEM.fullmatch(head) if head else None
-    if head is None or (head and match is None):
-        want = f"{tail!r}, optionally after a default {_turn('system', '...')!r}"
-        raise _unsupported(key, seen, f"probe 'user' rendered {got!r}, expected {want}")
-    default_system = match.group(1) if match else None
-
-    for name, (messages, got) in rendered.items():
-        want = render_chatml(messages, default_system)
-        if got != want:
-            raise _unsupported(key, seen, f"probe {name!r} rendered {got!r}, expected {want!r}")
-
+    try:
+        fmt = chat_format(tokenizer)
+    except NoFamily as err:
+        raise UnsupportedTemplate(
+            f"{key}: chat template family not supported for Ollama: {family_seen(tokenizer)} "
+            f"(supported: {SUPPORTED}); {err}"
+        ) from None
     return OllamaTemplate(
-        family="chatml",
-        template=chatml_go_template(default_system),
-        stops=CHATML_STOPS,
-        default_system=default_system,
+        family=fmt.family,
+        template=go_template(fmt),
+        stops=fmt.stops,
+        default_system=fmt.default_system,
+        trim=fmt.trim,
     )
 
 

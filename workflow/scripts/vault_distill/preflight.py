@@ -7,7 +7,7 @@ check reruns the teach job too, which then answers from the teacher cache: nothi
 
 from __future__ import annotations
 
-from .split import MIN_USER_TOKENS, TRUNCATION_MARKER, count_tokens, render_completion, render_prompt
+from .split import MIN_USER_TOKENS, TRUNCATION_MARKER, count_example_tokens, render_completion, render_prompt
 from .teach import canonical_answer
 
 # Filler for a typical string value: ordinary words, as a teacher's answer has them.
@@ -57,7 +57,7 @@ def tokens_needed(tokenizer, system: str, header: str, schema: dict) -> int:
     user = header + "\n\n" + TRUNCATION_MARKER.strip()
     answer = canonical_answer(typical_value(schema))
     prompt = render_prompt(tokenizer, system, user)
-    return count_tokens(tokenizer, prompt + render_completion(tokenizer, system, user, answer)) + MIN_USER_TOKENS
+    return count_example_tokens(tokenizer, prompt, render_completion(tokenizer, user, answer)) + MIN_USER_TOKENS
 
 
 def check_max_length(tokenizer, task: str, system: str, header: str, schema: dict, max_length: int) -> dict:

@@ -8,6 +8,8 @@ import hashlib
 import statistics
 from dataclasses import dataclass
 
+from .chat_format import bos_text, chat_format, render_hf
+
 # Stands where the middle of a long input was cut, so the model can tell.
 TRUNCATION_MARKER = "\n[...]\n"
 # Fewer user tokens than this cannot carry both a head and a tail worth keeping.
@@ -32,36 +34,53 @@ class DroppedExample(ValueError):
 
 
 def render_prompt(tokenizer, system: str, user: str) -> str:
+    """The prompt as the template renders it to ask for an answer, without a bos the template
+    writes itself: the tokenizer adds that one when TRL tokenizes, and two would differ from serving."""
     messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    prompt = render_hf(tokenizer, messages)
+    bos = bos_text(tokenizer)
+    return prompt[len(bos) :] if bos and prompt.startswith(bos) else prompt
 
 
-def render_completion(tokenizer, system: str, user: str, assistant: str) -> str:
-    """The assistant turn as the template writes it, ending on the end-of-turn token.
+def render_completion(tokenizer, user: str, assistant: str) -> str:
+    """The assistant turn as the template writes it after the generation prompt, ending on the
+    family's end-of-turn token exactly once.
 
-    TRL appends eos_token to a completion unless it already ends with it. ChatML writes
-    "<|im_end|>\\n" after each turn, and <|im_end|> is the eos token, so the newline is cut
-    here: otherwise TRL would train a doubled "<|im_end|>\\n<|im_end|>".
+    It is read off a conversation without a system message: Mistral v0.3 folds the system text
+    into the last user message only, so with an answer after it the system text would vanish.
+    TRL appends its eos_token (train.py sets it to this end-of-turn token) unless the completion
+    already ends with it, so anything after the token is cut: ChatML's "\n" after <|im_end|>,
+    Phi's "\n" and eos, Gemma's "\n" after <end_of_turn>.
     """
-    prompt = render_prompt(tokenizer, system, user)
-    messages = [
-        {"role": "system", "content": system},
-        {"role": "user", "content": user},
-        {"role": "assistant", "content": assistant},
-    ]
-    full = tokenizer.apply_chat_template(messages, tokenize=False)
+    end_of_turn = chat_format(tokenizer).end_of_turn
+    asked = [{"role": "user", "content": user}]
+    prompt = render_hf(tokenizer, asked)
+    full = render_hf(tokenizer, [*asked, {"role": "assistant", "content": assistant}], add_generation_prompt=False)
     if not full.startswith(prompt):
         raise ValueError("the chat template renders the prompt differently once an answer follows")
     completion = full[len(prompt) :]
-    eos = tokenizer.eos_token
-    if eos and eos in completion:
-        completion = completion[: completion.rindex(eos) + len(eos)]
-    return completion
+    if end_of_turn not in completion:
+        raise ValueError(f"the chat template does not end the answer with its end-of-turn token {end_of_turn!r}")
+    return completion[: completion.rindex(end_of_turn) + len(end_of_turn)]
 
 
 def count_tokens(tokenizer, text: str) -> int:
-    """Token count exactly as TRL tokenizes a plain-text prompt+completion."""
+    """Token count of a prompt as it is served (with the bos the tokenizer adds)."""
     return len(tokenizer(text=text)["input_ids"])
+
+
+def tokenize_example(tokenizer, prompt: str, completion: str) -> tuple[list[int], list[int]]:
+    """(prompt ids, completion ids), tokenized apart as they are served: llama.cpp tokenizes the
+    prompt alone and the model writes the completion after it. Tokenized joined (TRL's own way), a
+    GPT-2-style pre-tokenizer merges across the boundary ("\\n\\n" + "{" gives "\\n", "\\n", "{"
+    where the prompt alone ends on "\\n\\n"), and the model is trained on a prompt it never sees."""
+    return tokenizer(text=prompt)["input_ids"], tokenizer(text=completion, add_special_tokens=False)["input_ids"]
+
+
+def count_example_tokens(tokenizer, prompt: str, completion: str) -> int:
+    """Tokens of one training sequence, exactly as train.py hands it to TRL."""
+    prompt_ids, completion_ids = tokenize_example(tokenizer, prompt, completion)
+    return len(prompt_ids) + len(completion_ids)
 
 
 def _char_cuts(tokenizer, text: str, head_tokens: int, tail_tokens: int) -> tuple[str, str]:
@@ -94,13 +113,13 @@ def build_example(tokenizer, system: str, user: str, assistant: str, max_length:
     (in tokens) are kept. The completion is never cut: an example whose completion
     cannot fit raises DroppedExample.
     """
-    completion = render_completion(tokenizer, system, user, assistant)
+    completion = render_completion(tokenizer, user, assistant)
     prompt = render_prompt(tokenizer, system, user)
-    total = count_tokens(tokenizer, prompt + completion)
+    total = count_example_tokens(tokenizer, prompt, completion)
     truncated = False
     kept_user = user
     if total > max_length:
-        skeleton = count_tokens(tokenizer, render_prompt(tokenizer, system, TRUNCATION_MARKER) + completion)
+        skeleton = count_example_tokens(tokenizer, render_prompt(tokenizer, system, TRUNCATION_MARKER), completion)
         budget = max_length - skeleton
         while True:
             if budget < MIN_USER_TOKENS:
@@ -111,7 +130,7 @@ def build_example(tokenizer, system: str, user: str, assistant: str, max_length:
             head, tail = _char_cuts(tokenizer, user, head_tokens, budget - head_tokens)
             kept_user = middle_truncate(head, tail)
             prompt = render_prompt(tokenizer, system, kept_user)
-            total = count_tokens(tokenizer, prompt + completion)
+            total = count_example_tokens(tokenizer, prompt, completion)
             if total <= max_length:
                 break
             # Tokens can merge differently at the cut; shrink by the overshoot and retry.

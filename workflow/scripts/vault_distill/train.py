@@ -19,9 +19,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .chat_format import chat_format
 from .config import keys_with_role
 from .hardware import describe_hardware, dtype_name, peak_memory_mb, resolve_device, resolve_dtype, set_threads
 from .quantize import QUANT_SETTINGS_FILE, load_quantized
+from .split import tokenize_example
 
 log = logging.getLogger(__name__)
 
@@ -245,18 +247,66 @@ class PreparedModel:
     model: object
     checkpointing: MemoryDecision
     dequantized_cache: MemoryDecision
+    # Why the end-of-turn token's embedding row is trained too (None: it is not).
+    end_of_turn_row: str | None = None
 
 
-def prompt_completion_rows(rows: list[dict]) -> list[dict]:
-    return [{"prompt": row["prompt"], "completion": row["completion"]} for row in rows]
+# An end-of-turn token the checkpoint never learned to emit has an untrained embedding row: zero
+# (Llama 3 base's <|eot_id|>), or one of many rows left near their shared initialisation. Measured:
+# Gemma 3 270M pretrained's <end_of_turn> has 4,706 rows within cosine 0.99 of it; SmolLM2-Instruct's
+# <|im_end|>, which it emits at the end of every answer, has 18; ordinary words have none.
+TWIN_COSINE = 0.99
+UNTRAINED_TWINS = 256
 
 
-def prepare_model(quant_dir: str | Path, settings: dict, device: str, dtype) -> PreparedModel:
-    """Load the HQQ base, take the memory trades the budget allows, and add the LoRA adapter."""
+def untrained_row(embedding, token_id: int) -> str | None:
+    """Why row `token_id` of `embedding` (vocab x hidden) looks untrained, or None.
+
+    LoRA on the projections cannot teach a model to emit a token whose embedding (tied to the output
+    head in Gemma) no hidden state can tell apart from thousands of unused ones: the tuned model
+    writes valid JSON and then a look-alike token instead of its end of turn, until max_tokens."""
+    import torch
+
+    rows = embedding.float()
+    norms = rows.norm(dim=1)
+    if norms[token_id] < 1e-3 * norms.median():
+        return f"its embedding row is zero (norm {norms[token_id]:.2g})"
+    cosine = torch.nn.functional.normalize(rows, dim=1) @ (rows[token_id] / norms[token_id])
+    twins = int((cosine > TWIN_COSINE).sum()) - 1
+    if twins >= UNTRAINED_TWINS:
+        return f"its embedding row is one of {twins + 1} near-identical rows (cosine > {TWIN_COSINE})"
+    return None
+
+
+def tokenized_rows(rows: list[dict], tokenizer) -> list[dict]:
+    """TRL's pre-tokenized form: the prompt and the completion tokenized apart, as served
+    (split.tokenize_example), with loss on the completion only."""
+    out = []
+    for row in rows:
+        prompt_ids, completion_ids = tokenize_example(tokenizer, row["prompt"], row["completion"])
+        out.append(
+            {
+                "input_ids": prompt_ids + completion_ids,
+                "completion_mask": [0] * len(prompt_ids) + [1] * len(completion_ids),
+            }
+        )
+    return out
+
+
+def prepare_model(quant_dir: str | Path, settings: dict, device: str, dtype, end_of_turn_id=None) -> PreparedModel:
+    """Load the HQQ base, take the memory trades the budget allows, and add the LoRA adapter.
+
+    When the end-of-turn token's embedding row looks untrained (`untrained_row`), that one row is
+    trained too (PEFT's trainable_token_indices; with tied embeddings the output row moves with it)."""
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     model = load_quantized(quant_dir, device=device, dtype=dtype)
+    end_of_turn_row = None
+    if end_of_turn_id is not None:
+        end_of_turn_row = untrained_row(model.get_input_embeddings().weight.detach(), end_of_turn_id)
+        if end_of_turn_row:
+            log.warning("training the end-of-turn token's embedding row: %s", end_of_turn_row)
     dtype_bytes = torch.tensor([], dtype=dtype).element_size()
     free_bytes = free_memory_bytes(device)
     checkpointing = decide_gradient_checkpointing(
@@ -287,13 +337,21 @@ def prepare_model(quant_dir: str | Path, settings: dict, device: str, dtype) -> 
         lora_alpha=settings["lora_alpha"],
         lora_dropout=settings["lora_dropout"],
         target_modules=list(settings["target_modules"]),
+        trainable_token_indices=[end_of_turn_id] if end_of_turn_row else None,
         task_type="CAUSAL_LM",
     )
-    return PreparedModel(get_peft_model(model, lora), checkpointing, dequantized_cache)
+    return PreparedModel(get_peft_model(model, lora), checkpointing, dequantized_cache, end_of_turn_row)
 
 
-def sft_config(settings: dict, run_dir: Path, device: str, dtype, checkpoint_every: int, evaluate: bool):
-    """TRL's SFTConfig for one task: the settings mapped to TRL's names, and the pipeline's fixed choices."""
+def sft_config(
+    settings: dict, run_dir: Path, device: str, dtype, checkpoint_every: int, evaluate: bool, end_of_turn=None
+):
+    """TRL's SFTConfig for one task: the settings mapped to TRL's names, and the pipeline's fixed choices.
+
+    `end_of_turn` is the chat family's token that ends an answer. TRL appends its eos_token to a
+    completion unless the completion ends with it; where that token is not the eos (Gemma's
+    <end_of_turn>, Phi's <|end|>) the default would train a stray eos after every answer.
+    """
     import torch
     from trl import SFTConfig
 
@@ -318,6 +376,7 @@ def sft_config(settings: dict, run_dir: Path, device: str, dtype, checkpoint_eve
         gradient_checkpointing=False,
         max_length=settings["max_length"],
         completion_only_loss=True,
+        eos_token=end_of_turn,
         packing=False,
         # Batches of similar lengths waste less compute on padding; same examples, other order.
         train_sampling_strategy="group_by_length",
@@ -405,6 +464,7 @@ def training_metrics(
         "threads": threads,
         "hardware": describe_hardware(device),
         **memory_trade_metrics(prepared),
+        "end_of_turn_row_trained": prepared.end_of_turn_row,
         "trainable_parameters": trainable,
         "total_parameters": total,
     }
@@ -436,8 +496,7 @@ def train_adapter(
     from datasets import Dataset
     from transformers import AutoTokenizer
 
-    rows, evals = prompt_completion_rows(train_rows), prompt_completion_rows(val_rows)
-    if not rows:
+    if not train_rows:
         raise ValueError("no training examples: the sft stage produced an empty train.jsonl")
     set_threads(threads)
     device = resolve_device(settings["device"])
@@ -445,12 +504,14 @@ def train_adapter(
     torch.manual_seed(settings["seed"])
 
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    prepared = prepare_model(quant_dir, settings, device, dtype)
+    rows, evals = tokenized_rows(train_rows, tokenizer), tokenized_rows(val_rows, tokenizer)
+    end_of_turn = chat_format(tokenizer).end_of_turn
+    prepared = prepare_model(quant_dir, settings, device, dtype, tokenizer.convert_tokens_to_ids(end_of_turn))
     run_dir = Path(checkpoint_root) / run_fingerprint(settings, train_file, quant_dir)
     resume_from = last_checkpoint(run_dir)
     trainer = completion_only_trainer(device, dtype)(
         model=prepared.model,
-        args=sft_config(settings, run_dir, device, dtype, checkpoint_every, evaluate=bool(evals)),
+        args=sft_config(settings, run_dir, device, dtype, checkpoint_every, bool(evals), end_of_turn),
         train_dataset=Dataset.from_list(rows),
         eval_dataset=Dataset.from_list(evals) if evals else None,
         processing_class=tokenizer,
