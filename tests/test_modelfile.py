@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from families import CHAT_TEMPLATES, FAMILIES, PLAIN_CHATML
 
-from vault_distill.chat_format import bos_text
+from vault_distill.chat_format import without_bos
 from vault_distill.modelfile import OllamaTemplate, UnsupportedTemplate, ollama_template, render_modelfile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -257,8 +257,7 @@ def test_mistral_v03_folds_the_system_text_into_the_last_user_message_only(go_bi
 def served(tokenizer, messages: list[dict]) -> str:
     """What the HF template renders, without the bos it writes itself: the tokenizer adds that one
     (and llama.cpp, serving the GGUF for Ollama, adds it too)."""
-    text, bos = hf_render(tokenizer, messages), bos_text(tokenizer)
-    return text.removeprefix(bos) if bos else text
+    return without_bos(tokenizer, hf_render(tokenizer, messages))
 
 
 def stripped(messages: list[dict], roles) -> list[dict]:

@@ -58,10 +58,7 @@ TRIM_CHOICES = (
     frozenset(ROLES),
 )
 
-# How the first message goes in when it is a system message:
-# "turn": a turn of its own; "first_user": its text and a blank line open the first user turn
-# (Gemma); "last_user": the same, but only in a user message that is the last one (Mistral v0.3).
-FIRST_SYSTEM_MODES = ("turn", "first_user", "last_user")
+# Between the system text and the user text when a family folds one into the other.
 FOLD_SEPARATOR = "\n\n"
 
 
@@ -73,6 +70,9 @@ class ChatFormat:
     # What add_generation_prompt appends; a last assistant message is continued after it.
     generation: str
     stops: tuple[str, ...]
+    # Where a leading system message goes: "turn", a turn of its own; "first_user", its text and a
+    # blank line open the first user turn (Gemma); "last_user", the same, but only in a user message
+    # that is the last one (Mistral v0.3).
     first_system: str = "turn"
     trim: frozenset[str] = frozenset()
     # Text that opens the system turn before its content (Llama 3.1+: knowledge and today's date).
@@ -230,15 +230,21 @@ def bos_text(tokenizer) -> str:
     return tokenizer.bos_token or "" if "bos_token" in (source or "") else ""
 
 
+def without_bos(tokenizer, text: str) -> str:
+    """`text` rendered by `tokenizer`'s template, less the bos the template writes itself."""
+    bos = bos_text(tokenizer)
+    return text[len(bos) :] if bos and text.startswith(bos) else text
+
+
 def _render_probes(tokenizer) -> _Rendered:
-    bos, texts, refused = bos_text(tokenizer), {}, {}
+    texts, refused = {}, {}
     for name, messages in PROBES.items():
         try:
             text = render_hf(tokenizer, messages)
         except Exception as err:  # jinja2 errors, raise_exception(), or no template at all
             refused[name] = f"{type(err).__name__}: {err}"
             continue
-        texts[name] = text[len(bos) :] if bos and text.startswith(bos) else text
+        texts[name] = without_bos(tokenizer, text)
     return _Rendered(texts, refused)
 
 

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from .chat_format import FAMILY_NAMES, NoFamily, chat_format, go_template
 from .decoding import modelfile_parameters
 
-SUPPORTED = FAMILY_NAMES
-
 # Markers that name a chat template family in an error message. Only naming: the TEMPLATE itself
 # is derived and verified by probing (chat_format.py), never from these.
 FAMILY_MARKERS = (
@@ -62,7 +60,7 @@ def ollama_template(tokenizer, key: str = "base_model") -> OllamaTemplate:
     except NoFamily as err:
         raise UnsupportedTemplate(
             f"{key}: chat template family not supported for Ollama: {family_seen(tokenizer)} "
-            f"(supported: {SUPPORTED}); {err}"
+            f"(supported: {FAMILY_NAMES}); {err}"
         ) from None
     return OllamaTemplate(
         family=fmt.family,

@@ -8,7 +8,7 @@ import hashlib
 import statistics
 from dataclasses import dataclass
 
-from .chat_format import bos_text, chat_format, render_hf
+from .chat_format import chat_format, render_hf, without_bos
 
 # Stands where the middle of a long input was cut, so the model can tell.
 TRUNCATION_MARKER = "\n[...]\n"
@@ -37,9 +37,7 @@ def render_prompt(tokenizer, system: str, user: str) -> str:
     """The prompt as the template renders it to ask for an answer, without a bos the template
     writes itself: the tokenizer adds that one when TRL tokenizes, and two would differ from serving."""
     messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-    prompt = render_hf(tokenizer, messages)
-    bos = bos_text(tokenizer)
-    return prompt[len(bos) :] if bos and prompt.startswith(bos) else prompt
+    return without_bos(tokenizer, render_hf(tokenizer, messages))
 
 
 def render_completion(tokenizer, user: str, assistant: str) -> str:

@@ -257,6 +257,8 @@ class PreparedModel:
 # <|im_end|>, which it emits at the end of every answer, has 18; ordinary words have none.
 TWIN_COSINE = 0.99
 UNTRAINED_TWINS = 256
+# Rows compared at a time: a float copy of a 7B model's whole embedding would be 2.2 GB.
+ROWS_PER_BLOCK = 16384
 
 
 def untrained_row(embedding, token_id: int) -> str | None:
@@ -267,12 +269,15 @@ def untrained_row(embedding, token_id: int) -> str | None:
     writes valid JSON and then a look-alike token instead of its end of turn, until max_tokens."""
     import torch
 
-    rows = embedding.float()
-    norms = rows.norm(dim=1)
-    if norms[token_id] < 1e-3 * norms.median():
-        return f"its embedding row is zero (norm {norms[token_id]:.2g})"
-    cosine = torch.nn.functional.normalize(rows, dim=1) @ (rows[token_id] / norms[token_id])
-    twins = int((cosine > TWIN_COSINE).sum()) - 1
+    row = embedding[token_id].float()
+    direction = row / row.norm().clamp_min(1e-12)
+    norms, twins = [], -1  # the row itself is counted once below
+    for start in range(0, len(embedding), ROWS_PER_BLOCK):
+        block = embedding[start : start + ROWS_PER_BLOCK].float()
+        norms.append(block.norm(dim=1))
+        twins += int((torch.nn.functional.normalize(block, dim=1) @ direction > TWIN_COSINE).sum())
+    if row.norm() < 1e-3 * torch.cat(norms).median():
+        return f"its embedding row is zero (norm {row.norm():.2g})"
     if twins >= UNTRAINED_TWINS:
         return f"its embedding row is one of {twins + 1} near-identical rows (cosine > {TWIN_COSINE})"
     return None
