@@ -99,7 +99,8 @@ def seed_recipe(
     from trl import SFTConfig, SFTTrainer
 
     started = time.monotonic()
-    quantize_base(base_dir, work / "seed_hqq", nbits=4, group_size=64, optimize=optimize, device=device, dtype=dtype)
+    seed_quantization = {"method": "hqq", "nbits": 4, "group_size": 64, "optimize": optimize}
+    quantize_base(base_dir, work / "seed_hqq", seed_quantization, device=device, dtype=dtype)
     torch.manual_seed(settings["seed"])
     model = load_quantized(work / "seed_hqq", device=device, dtype=dtype)
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
@@ -167,15 +168,7 @@ def pipeline_recipe(
 ) -> dict:
     """The quantize rule and the train rule, as the workflow runs them."""
     started = time.monotonic()
-    quantize_base(
-        base_dir,
-        work / "hqq",
-        nbits=quantization["nbits"],
-        group_size=quantization["group_size"],
-        optimize=quantization["optimize"],
-        device=device,
-        dtype=dtype,
-    )
+    quantize_base(base_dir, work / "hqq", quantization, device=device, dtype=dtype)
     result = train_adapter(
         train_rows=rows,
         val_rows=[],

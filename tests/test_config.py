@@ -31,6 +31,10 @@ def _break(config, dotted, value):
         ("decoding.top_k", 1.5, "config key 'decoding.top_k': 1.5 is not of type 'integer'"),
         ("ollama.temperature", 0.2, "config key 'ollama.temperature': unknown key"),
         ("quality.max_inputs", 0, "config key 'quality.max_inputs': 0 is less than the minimum of 1"),
+        ("quantization.method", "gptq", "config key 'quantization.method': 'gptq' is not one of ['hqq', 'nf4']"),
+        ("quantization.double_quant", "yes", "config key 'quantization.double_quant': 'yes' is not of type"),
+        ("training.optimizer", "adamw_bnb", "config key 'training.optimizer': 'adamw_bnb' is not one of"),
+        ("tasks.judge.training.optimizer", "sgd", "config key 'tasks.judge.training.optimizer': 'sgd' is not"),
     ],
 )
 def test_bad_value_fails_at_parse_time_naming_the_key(tmp_path, key, value, expected):

@@ -42,3 +42,21 @@ def test_threads_and_memory_and_the_hardware_record():
     record = describe_hardware("cpu")
     assert record["gpu"] is None and record["torch"] == torch.__version__
     assert record["cpu"] and describe_cpu()["cpu_cores"] >= 1
+
+
+def test_freed_memory_goes_back_to_the_os():
+    """After a large tensor is freed, malloc_trim returns its pages: RSS falls back (glibc here)."""
+    import platform
+
+    import psutil
+    import torch
+
+    from vault_distill.hardware import release_freed_memory
+
+    process = psutil.Process()
+    before = process.memory_info().rss
+    chunks = [torch.ones(64, 1024) for _ in range(4096)]  # 1 GB in 256 KB pieces, below mmap's threshold
+    del chunks
+    released = release_freed_memory()
+    if platform.libc_ver()[0] == "glibc":
+        assert released and process.memory_info().rss - before < 256 * 2**20

@@ -31,4 +31,66 @@ def test_merge_folds_the_lora_delta_into_the_bf16_weights(tiny_model_dir, tmp_pa
 def test_quantized_tensor_names_are_recognised():
     assert QUANTIZED_TENSOR.search("model.layers.0.self_attn.q_proj.W_q")
     assert QUANTIZED_TENSOR.search("model.layers.0.mlp.up_proj.lora_A.weight")
+    for bnb in ("absmax", "quant_map", "nested_absmax", "nested_quant_map", "quant_state.bitsandbytes__nf4"):
+        assert QUANTIZED_TENSOR.search(f"model.layers.0.self_attn.q_proj.weight.{bnb}")
     assert not QUANTIZED_TENSOR.search("model.layers.0.self_attn.q_proj.weight")
+    assert not QUANTIZED_TENSOR.search("model.layers.0.input_layernorm.weight")
+
+
+def test_an_adapter_trained_on_the_nf4_base_merges_into_bf16_with_no_bitsandbytes_tensor(tiny_model_dir, tmp_path):
+    """quantization.method nf4, for real on the CPU: bitsandbytes quantizes and saves the base, TRL
+    trains a LoRA adapter on it with bitsandbytes' 8-bit AdamW, and the merge into the bf16 base
+    gives plain weights only (no absmax, quant_map or quant_state tensor reaches the converter)."""
+    from conftest import default_config
+    from safetensors import safe_open
+
+    from vault_distill.config import training_settings
+    from vault_distill.quantize import quantize_base
+    from vault_distill.runtime import write_jsonl
+    from vault_distill.train import train_adapter
+
+    quant = tmp_path / "nf4"
+    quantize_base(tiny_model_dir, quant, {"method": "nf4", "double_quant": True}, "cpu", torch.bfloat16)
+    settings = training_settings(default_config(), "judge") | {
+        "max_steps": 3,
+        "batch_size": 2,
+        "lora_r": 4,
+        "lora_alpha": 8,
+        "max_length": 128,
+        "optimizer": "adamw_8bit",
+        "device": "cpu",
+    }
+    rows = [
+        {
+            "prompt": f"<|im_start|>user\nnote {i}<|im_end|>\n<|im_start|>assistant\n",
+            "completion": f'{{"n": {i}}}<|im_end|>',
+        }
+        for i in range(4)
+    ]
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    result = train_adapter(
+        rows,
+        rows[:1],
+        quant,
+        tiny_model_dir,
+        tmp_path / "adapter",
+        settings,
+        tmp_path / "ckpt",
+        100,
+        tmp_path / "train.jsonl",
+    )
+    metrics = result.metrics
+    assert metrics["steps"] == 3 and metrics["quantization"]["method"] == "nf4"
+    assert metrics["optimizer"] == "adamw_8bit" and metrics["optimizer_fallback"] is None
+    assert metrics["final_train_loss"] > 0 and metrics["eval_loss"] > 0
+
+    merge_adapter(tiny_model_dir, tmp_path / "adapter", tmp_path / "merged")
+    with safe_open(str(tmp_path / "merged" / "model.safetensors"), "pt") as merged:
+        names = set(merged.keys())
+        q_proj = merged.get_tensor("model.layers.0.self_attn.q_proj.weight")
+    with safe_open(str(tiny_model_dir / "model.safetensors"), "pt") as base:
+        assert names == set(base.keys())  # the converter sees the base's own tensor names
+        original = base.get_tensor("model.layers.0.self_attn.q_proj.weight")
+    assert not [name for name in names if QUANTIZED_TENSOR.search(name)]
+    assert q_proj.dtype == torch.bfloat16 and q_proj.shape == original.shape
+    assert not torch.equal(q_proj, original)  # the trained delta is in it

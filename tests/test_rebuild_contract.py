@@ -176,7 +176,9 @@ def test_nothing_changed_nothing_reruns(built):
     assert all(s["asked"] == EXAMPLES and s["generated"] == EXAMPLES for s in stats.values()), stats
 
 
-@pytest.mark.parametrize(("key", "value"), [("learning_rate", 1.5e-3), ("epochs", 3), ("lora_r", 8)])
+@pytest.mark.parametrize(
+    ("key", "value"), [("learning_rate", 1.5e-3), ("epochs", 3), ("lora_r", 8), ("optimizer", "adamw_8bit")]
+)
 def test_one_task_training_setting_retrains_that_task_only(work, key, value):
     config = read_config(work)
     inherited = {**config["training"], **config["tasks"]["planner"]["training"]}.get(key)
@@ -283,6 +285,25 @@ def test_quantization_setting_requantizes_and_retrains_every_task(work):
     config["quantization"]["group_size"] = 32
     write_config(work, config)
     assert_plan(work, {("quantize", None)} | every_task("train") | REPORT)
+
+
+def test_quantization_method_requantizes_and_retrains_every_task_and_nothing_before(work):
+    config = read_config(work)
+    config["quantization"]["method"] = "nf4"
+    write_config(work, config)
+    assert_plan(work, {("quantize", None)} | every_task("train") | REPORT)
+    dry_run = snakemake(work, "-n", "all").stdout
+    assert "output: results/base/nf4" in dry_run  # beside results/base/hqq, which is kept
+    assert (work / "results/base/hqq").is_dir()
+
+
+def test_a_setting_of_the_method_not_in_use_reruns_nothing(work):
+    """double_quant is NF4's; the HQQ base (the default) never reads it."""
+    config = read_config(work)
+    assert config["quantization"]["method"] == "hqq"
+    config["quantization"]["double_quant"] = not config["quantization"]["double_quant"]
+    write_config(work, config)
+    assert planned_jobs(work) == set()
 
 
 def test_teacher_model_asks_every_teacher_again(work):

@@ -127,3 +127,46 @@ def test_profile_uses_the_pinned_slurm_executor():
     assert settings["executor"] == "slurm"
     requirements = (ROOT / "envs" / "requirements.txt").read_text(encoding="utf-8")
     assert re.search(r"^snakemake-executor-plugin-slurm==\S+$", requirements, flags=re.M)
+
+
+# What benchmarks/scale.py measured (`--save`): every model stage's peak memory at Qwen2.5's
+# 0.5B, 1.5B and 3B shapes, on this project's 2-core CPU runner.
+SCALE_MEASURED = ROOT / "benchmarks" / "results" / "scale.json"
+
+
+def scale_rows() -> list[dict]:
+    import json
+
+    return [row for row in json.loads(SCALE_MEASURED.read_text(encoding="utf-8"))["rows"] if "failed" not in row]
+
+
+def test_every_model_stage_requests_at_least_its_peak_measured_at_every_size():
+    """The scheduler requests of resources.py against the peaks measured from 0.5B to 3B. train's
+    request is computed from the bf16 size itself, a lower bound of what the rule computes (the
+    rule scales the 4-bit folder, whose embeddings stay 16-bit, by 16/4)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from scale import MAX_LENGTH, QWEN25_VOCAB, SHAPES
+
+    from vault_distill.resources import stage_memory_mb, training_memory_mb
+
+    rows = scale_rows()
+    assert {row["size"] for row in rows} == set(SHAPES)
+    assert {row["stage"] for row in rows} == {"base", "quantize", "train", "merge", "convert"}
+    short = []
+    for row in rows:
+        if row["stage"] == "train":
+            shape = {**SHAPES[row["size"]], "vocab_size": QWEN25_VOCAB}
+            requested = training_memory_mb(row["bf16_mb"], shape, {"batch_size": 1, "max_length": MAX_LENGTH})
+        else:
+            requested = stage_memory_mb(row["stage"], row["bf16_mb"])
+        if requested < row["peak_mb"]:
+            short.append(f"{row['stage']}@{row['size']}: requests {requested} MB, measured {row['peak_mb']} MB")
+    assert not short, short
+
+
+def test_base_gguf_is_sized_as_the_convert_stage_it_is():
+    from vault_distill.resources import MODEL_COPIES
+
+    assert MODEL_COPIES["base_gguf"] == MODEL_COPIES["convert"]

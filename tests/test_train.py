@@ -1,15 +1,17 @@
 """Stage train, its fast unit tests: memory trades decided from the budget, the dequantized
-weight cache bitwise equal to HQQ's own path, LoRA products under autocast. The real training
+weight cache bitwise equal to HQQ's own path (and within rounding of bitsandbytes'), the optimizers
+as transformers and bitsandbytes run them, LoRA products under autocast. The real training
 runs in test_model_stages.py."""
 
 import pytest
 
+from vault_distill.quantize import quantized_layers
 from vault_distill.train import (
     cache_dequantized_weights,
     decide_dequantized_cache,
     decide_gradient_checkpointing,
     dequantized_bytes,
-    hqq_layers,
+    optimizer_fallback,
     tokenized_rows,
     training_autocast,
     untrained_row,
@@ -60,12 +62,94 @@ def test_cached_dequantized_weights_give_hqqs_own_outputs_and_gradients():
         return out.detach(), inputs.grad
 
     reference_out, reference_grad = run()
-    layers = hqq_layers(model)
+    layers = quantized_layers(model)
     assert dequantized_bytes(layers, 2) == (128 * 192 + 192 * 64) * 2
     cache_dequantized_weights(layers)
     cached_out, cached_grad = run()
     torch.testing.assert_close(cached_out, reference_out, rtol=0, atol=0)
     torch.testing.assert_close(cached_grad, reference_grad, rtol=0, atol=0)
+
+
+def test_cached_dequantized_weights_give_bitsandbytes_nf4_outputs_and_gradients():
+    """The same trade on bitsandbytes' NF4 layers: the cached weight is the one bitsandbytes
+    dequantizes to; its fused CPU kernel rounds the products differently, within bf16 rounding."""
+    import bitsandbytes as bnb
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(128, 192, bias=True), torch.nn.SiLU(), torch.nn.Linear(192, 64))
+    for index in (0, 2):
+        dense = model[index]
+        layer = bnb.nn.Linear4bit(dense.in_features, dense.out_features, compute_dtype=torch.bfloat16, quant_type="nf4")
+        layer.weight = bnb.nn.Params4bit(dense.weight.data, requires_grad=False, quant_type="nf4")
+        layer.bias = torch.nn.Parameter(dense.bias.data.to(torch.bfloat16), requires_grad=False)
+        model[index] = layer.to("cpu")  # Params4bit quantizes on its move to the device
+        assert model[index].weight.dtype == torch.uint8
+    x = torch.randn(3, 5, 128, dtype=torch.bfloat16)
+
+    def run():
+        inputs = x.clone().requires_grad_(True)
+        out = model(inputs)
+        out.float().square().sum().backward()
+        return out.detach().float(), inputs.grad.float()
+
+    reference_out, reference_grad = run()
+    layers = quantized_layers(model)
+    assert [type(layer).__name__ for layer in layers] == ["Linear4bit", "Linear4bit"]
+    assert dequantized_bytes(layers, 2) == (128 * 192 + 192 * 64) * 2
+    cache_dequantized_weights(layers)
+    cached_out, cached_grad = run()
+    torch.testing.assert_close(cached_out, reference_out, rtol=0.02, atol=0.02)
+    torch.testing.assert_close(cached_grad, reference_grad, rtol=0.02, atol=0.05)
+    assert not torch.equal(cached_out, torch.zeros_like(cached_out))
+
+
+def test_a_paged_optimizer_on_the_cpu_is_what_bitsandbytes_runs_unpaged():
+    """Measured, not assumed: bitsandbytes' PagedAdamW8bit steps on the CPU, warns, and keeps its
+    state as ordinary tensors. optimizer_fallback says so for the log and train_metrics.json."""
+    import warnings
+
+    import bitsandbytes as bnb
+    import torch
+
+    weight = torch.nn.Parameter(torch.randn(256, 512))  # > 4096 elements: 8-bit state
+    before = weight.detach().clone()
+    optimizer = bnb.optim.PagedAdamW8bit([weight], lr=1e-2)
+    weight.grad = torch.randn_like(weight)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        optimizer.step()
+    assert any("Paged optimizers are not supported on CPU" in str(w.message) for w in caught)
+    state = optimizer.state[weight]
+    assert state["state1"].dtype == torch.uint8 and not getattr(state["state1"], "is_paged", False)
+    assert not torch.equal(weight.detach(), before)
+    assert optimizer_fallback("paged_adamw_8bit", "cpu") and "unpaged" in optimizer_fallback("paged_adamw_8bit", "cpu")
+    assert optimizer_fallback("paged_adamw_8bit", "cuda") is None
+    assert optimizer_fallback("adamw_8bit", "cpu") is None
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "expected"),
+    [
+        ("adamw_torch_fused", ("torch.optim.adamw", {"fused": True})),
+        ("adamw_torch", ("torch.optim.adamw", {})),
+        ("adamw_8bit", ("bitsandbytes.optim.adamw", {"optim_bits": 8, "is_paged": False})),
+        ("paged_adamw_8bit", ("bitsandbytes.optim.adamw", {"optim_bits": 8, "is_paged": True})),
+    ],
+)
+def test_every_optimizer_the_schema_allows_is_one_transformers_builds(tmp_path, optimizer, expected):
+    """The schema's spellings are transformers' own: the Trainer turns each into its optimizer."""
+    import yaml
+    from conftest import ROOT
+    from transformers import Trainer, TrainingArguments
+
+    schema = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text(encoding="utf-8"))
+    assert optimizer in schema["$defs"]["training_values"]["properties"]["optimizer"]["enum"]
+    args = TrainingArguments(output_dir=str(tmp_path), optim=optimizer, use_cpu=True, report_to=[])
+    cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
+    module, options = expected
+    assert cls.__module__ == module and cls.__name__ == "AdamW"
+    assert options.items() <= kwargs.items()
 
 
 def test_lora_products_run_in_the_training_dtype_under_training_autocast():

@@ -25,6 +25,7 @@ from vault_distill.models import (  # noqa: E402
     resolve_gguf,
     tokenizer_fingerprint,
 )
+from vault_distill.quantize import bits_per_weight, method_settings  # noqa: E402
 from vault_distill.quality import BASE_ARMS, TUNED_ARMS, quality_files  # noqa: E402
 from vault_distill.report import base_files, task_files  # noqa: E402
 from vault_distill.resources import (  # noqa: E402
@@ -32,9 +33,10 @@ from vault_distill.resources import (  # noqa: E402
     folder_mb,
     memory_mb,
     minutes,
+    stage_memory_mb,
     source_model_mb,
     teacher_seconds,
-    training_memory_extra_mb,
+    training_memory_mb,
     training_seconds,
     training_tokens,
 )
@@ -60,6 +62,8 @@ GGUF_SUFFIX = gguf_suffix(config["gguf"]["outtype"])
 # The training settings that are a rerun trigger: those that shape the adapter (x-role: makes in
 # config/schema.yaml). The memory trades (x-role: runs) are read by the train script itself.
 TRAINING_KEYS = keys_with_role("training", "makes")
+# One folder per method, so that switching back finds the other one's base still built.
+QUANTIZED_BASE = f"results/base/{config['quantization']['method']}"
 # Where tokenizer fingerprints are memoized (see base_tokenizer_fingerprint).
 TOKENIZER_FINGERPRINTS = "cache/tokenizer-fingerprints"
 # What changes a teacher answer (also the teacher cache's key): the teach jobs' rerun
@@ -208,7 +212,7 @@ def keep_or_temp(path):
 
 def base_memory_mb(wildcards, attempt):
     """Materializing the base holds the source and the bf16 copy it writes."""
-    return memory_mb(source_model_size_mb(), copies=3, attempt=attempt)
+    return stage_memory_mb("base", source_model_size_mb(), attempt)
 
 
 def base_runtime(wildcards, attempt):
@@ -221,11 +225,11 @@ def source_model_size_mb():
     return source_model_mb(spec, bundled_gguf(spec, "base_model") if spec in BUNDLED else None)
 
 
-def model_memory_mb(input_key, copies):
-    """A job that holds `copies` of the bf16 model in the folder input[input_key] at once."""
+def model_memory_mb(stage, input_key):
+    """resources.stage_memory_mb for the bf16 model in the folder input[input_key]."""
 
     def mem_mb(wildcards, input, attempt):
-        return memory_mb(folder_mb(input[input_key]), copies, attempt)
+        return stage_memory_mb(stage, folder_mb(input[input_key]), attempt)
 
     return mem_mb
 
@@ -245,16 +249,17 @@ def quantize_seconds_per_mb():
 
 
 def quantized_model_mb(input):
-    """The bf16 size of the model behind the HQQ folder (an overestimate: embeddings stay bf16)."""
-    return folder_mb(input.quantized) * 16 / config["quantization"]["nbits"]
+    """The bf16 size of the model behind the 4-bit folder (an overestimate: embeddings stay bf16)."""
+    return folder_mb(input.quantized) * 16 / bits_per_weight(config["quantization"])
 
 
 def train_memory_mb(wildcards, input, attempt):
-    """Two copies of the model (load and dequantize), then one batch's activations and logits."""
+    """resources.training_memory_mb for the model behind the 4-bit folder and the task's settings."""
     model_mb = quantized_model_mb(input)  # first: <TBD> while the folder is not built
     model_config = json.loads((Path(input.quantized) / "config.json").read_text(encoding="utf-8"))
-    extra = training_memory_extra_mb(model_config, training_settings(config, wildcards.task))
-    return memory_mb(model_mb, 2, attempt, extra_mb=extra)
+    return training_memory_mb(
+        model_mb, model_config, training_settings(config, wildcards.task), attempt
+    )
 
 
 def train_runtime(wildcards, input, attempt):

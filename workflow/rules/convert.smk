@@ -14,7 +14,7 @@ rule convert:
         "../../envs/vault-distill.yaml"
     threads: 2
     resources:
-        mem_mb=model_memory_mb("merged", copies=4),
+        mem_mb=model_memory_mb("convert", "merged"),
         runtime=model_runtime("merged", seconds_per_mb=0.2),
         gpu=0,
     params:

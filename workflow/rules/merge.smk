@@ -12,7 +12,7 @@ rule merge:
         "../../envs/vault-distill.yaml"
     threads: 2
     resources:
-        mem_mb=model_memory_mb("base", copies=2),
+        mem_mb=model_memory_mb("merge", "base"),
         runtime=model_runtime("base", seconds_per_mb=0.1),
         gpu=gpu_count(),
     script:

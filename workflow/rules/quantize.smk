@@ -2,7 +2,7 @@ rule quantize:
     input:
         "results/base/model",
     output:
-        directory("results/base/hqq"),
+        directory(QUANTIZED_BASE),
     log:
         "results/logs/quantize.log",
     benchmark:
@@ -11,11 +11,11 @@ rule quantize:
         "../../envs/vault-distill.yaml"
     threads: 2
     resources:
-        mem_mb=model_memory_mb(0, copies=2),
+        mem_mb=model_memory_mb("quantize", 0),
         runtime=model_runtime(0, quantize_seconds_per_mb()),
         gpu=gpu_count(),
     params:
-        quantization=config["quantization"],
+        quantization=method_settings(config["quantization"]),
         device=config["training"]["device"],
         dtype=config["training"]["dtype"],
     script:

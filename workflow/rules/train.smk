@@ -1,6 +1,6 @@
 rule train:
     input:
-        quantized="results/base/hqq",
+        quantized=QUANTIZED_BASE,
         tokenizer="results/base/tokenizer",
         train="results/{task}/sft/train.jsonl",
         val="results/{task}/sft/val.jsonl",

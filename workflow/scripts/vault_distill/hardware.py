@@ -62,6 +62,20 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(max(1, threads))
 
 
+def release_freed_memory() -> bool:
+    """Hand memory that Python and torch have freed back to the OS (glibc's malloc_trim), so that
+    the next allocation does not land on top of it: measured on HQQ quantization at the 0.5B shape,
+    1.76-1.96 GB peak RSS without it, 1.57 GB with it. False where there is no glibc."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
 def peak_memory_mb(device: str) -> tuple[float, str]:
     """Peak memory of this process: CUDA max allocated on a GPU, max RSS on the CPU."""
     import torch

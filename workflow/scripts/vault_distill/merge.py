@@ -1,8 +1,9 @@
 """Stage 5: fold a task's LoRA adapter into the bf16 base: a plain HF model again.
 
-PEFT's merge_and_unload() on the HQQ model would re-quantize, leaving W_q/scale/zero
-tensors that llama.cpp's converter cannot read. So the adapter, trained against the
-4-bit weights, is applied to the original bf16 weights instead (the usual QLoRA merge).
+PEFT's merge_and_unload() on the 4-bit model would re-quantize, leaving HQQ's W_q/scale/zero
+or bitsandbytes' absmax/quant_map tensors, which llama.cpp's converter cannot read. So the
+adapter, trained against the 4-bit weights (HQQ or NF4), is applied to the original bf16
+weights instead (the usual QLoRA merge).
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-# Tensor names that only a quantized (HQQ) model has.
-QUANTIZED_TENSOR = re.compile(r"(^|\.)(W_q|meta|scale|zero|lora_[AB]|base_layer)(\.|$)")
+# Tensor names that only a quantized model (HQQ: W_q, meta, scale, zero; bitsandbytes: absmax,
+# quant_map, nested_*, quant_state) or an unmerged adapter has.
+QUANTIZED_TENSOR = re.compile(
+    r"(^|\.)(W_q|meta|scale|zero|absmax|quant_map|nested_absmax|nested_quant_map|quant_state|lora_[AB]|base_layer)(\.|$)"
+)
 
 
 def merge_adapter(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path, device: str = "cpu") -> dict:

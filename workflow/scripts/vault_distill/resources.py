@@ -85,6 +85,23 @@ def memory_mb(model_mb: float, copies: float, attempt: int = 1, extra_mb: float 
     return math.ceil((PROCESS_MB + copies * model_mb + extra_mb) * attempt)
 
 
+# bf16 copies of the model that each model stage asks for, with headroom over the peaks that
+# benchmarks/scale.py measured from 0.5B to 3B (1.0-1.4 copies beyond the process; checked in
+# tests/test_resources.py). base: the source and the bf16 copy it writes. convert holds the bf16
+# model, then the GGUF, never both (its check was fp32 next to the GGUF: 3.6 copies at 3B);
+# base_gguf is convert for the base model.
+MODEL_COPIES = {"base": 3, "quantize": 2, "merge": 2, "convert": 2, "base_gguf": 2}
+
+
+def stage_memory_mb(stage: str, model_mb: float, attempt: int = 1) -> int:
+    return memory_mb(model_mb, MODEL_COPIES[stage], attempt)
+
+
+def training_memory_mb(model_mb: float, model_config: dict, training: dict, attempt: int = 1) -> int:
+    """Two copies of the model (load and dequantize), then one batch's activations and logits."""
+    return memory_mb(model_mb, 2, attempt, extra_mb=training_memory_extra_mb(model_config, training))
+
+
 def minutes(seconds: float, attempt: int = 1) -> int:
     return math.ceil((STARTUP_MIN + HEADROOM * seconds / 60) * attempt)
 

@@ -1,4 +1,4 @@
-"""Stage 4: a LoRA adapter per task, trained on the shared HQQ 4-bit base with TRL.
+"""Stage 4: a LoRA adapter per task, trained on the shared 4-bit base (HQQ or NF4) with TRL.
 
 The recipe follows TRL's scripts/sft.py: SFTTrainer on prompt/completion records with
 completion-only loss. The records were pre-truncated by the sft stage to fit max_length,
@@ -22,7 +22,7 @@ from pathlib import Path
 from .chat_format import chat_format
 from .config import keys_with_role
 from .hardware import describe_hardware, dtype_name, peak_memory_mb, resolve_device, resolve_dtype, set_threads
-from .quantize import QUANT_SETTINGS_FILE, load_quantized
+from .quantize import QUANT_SETTINGS_FILE, dequantize, load_quantized, quantized_layers, weight_shape
 from .split import tokenize_example
 
 log = logging.getLogger(__name__)
@@ -100,36 +100,33 @@ def _memory_decision(
     return MemoryDecision(enabled, reason, *mb)
 
 
-def hqq_layers(model) -> list:
-    from hqq.core.quantize import HQQLinear
-
-    return [module for module in model.modules() if isinstance(module, HQQLinear)]
-
-
 def dequantized_bytes(layers: list, dtype_bytes: int) -> int:
-    return sum(math.prod(layer.meta["shape"]) for layer in layers) * dtype_bytes
+    return sum(math.prod(weight_shape(layer)) for layer in layers) * dtype_bytes
 
 
 def cache_dequantized_weights(layers: list) -> None:
-    """Dequantize each frozen HQQ weight once; every later forward and backward reuses it.
+    """Dequantize each frozen 4-bit weight once; every later forward and backward reuses it.
 
-    The product is HQQ's own (`x @ W.t()`, and autograd's `grad @ W` for the input), on the
-    weight HQQ's `dequantize` returns: what is learned does not change, only the repeated
-    unpacking goes away. The 4-bit tensors stay in place for saving and merging.
+    HQQ: the product is HQQ's own (`x @ W.t()`, and autograd's `grad @ W` for the input), on the
+    weight HQQ's `dequantize` returns, so what is learned does not change (bitwise). NF4: the
+    weight bitsandbytes dequantizes to; its fused CPU kernel rounds the product differently, within
+    bf16 rounding. Only the repeated unpacking goes away; the 4-bit tensors stay in place.
     """
     import torch
 
     for layer in layers:
         with torch.no_grad():
-            weight = layer.dequantize().detach()
+            weight = dequantize(layer).detach()
         layer.forward = functools.partial(_matmul_cached, weight, layer.bias)
 
 
 def _matmul_cached(weight, bias, x):
     import torch
 
-    out = torch.matmul(x, weight.t())
-    return out if bias is None else out + bias
+    out = torch.matmul(x.to(weight.dtype), weight.t())
+    if bias is not None:
+        out = out + bias.to(out.dtype)
+    return out.to(x.dtype)
 
 
 def free_memory_bytes(device: str) -> float:
@@ -249,6 +246,8 @@ class PreparedModel:
     dequantized_cache: MemoryDecision
     # Why the end-of-turn token's embedding row is trained too (None: it is not).
     end_of_turn_row: str | None = None
+    # The quantize job's settings file: the method and its knobs.
+    quantization: dict | None = None
 
 
 # An end-of-turn token the checkpoint never learned to emit has an untrained embedding row: zero
@@ -299,7 +298,7 @@ def tokenized_rows(rows: list[dict], tokenizer) -> list[dict]:
 
 
 def prepare_model(quant_dir: str | Path, settings: dict, device: str, dtype, end_of_turn_id=None) -> PreparedModel:
-    """Load the HQQ base, take the memory trades the budget allows, and add the LoRA adapter.
+    """Load the 4-bit base, take the memory trades the budget allows, and add the LoRA adapter.
 
     When the end-of-turn token's embedding row looks untrained (`untrained_row`), that one row is
     trained too (PEFT's trainable_token_indices; with tied embeddings the output row moves with it)."""
@@ -323,15 +322,15 @@ def prepare_model(quant_dir: str | Path, settings: dict, device: str, dtype, end
         free_bytes,
     )
     log.info("gradient checkpointing: %s", checkpointing)
-    quantized_layers = hqq_layers(model)
+    layers = quantized_layers(model)
     dequantized_cache = decide_dequantized_cache(
         settings["cache_dequantized_weights"],
-        dequantized_bytes(quantized_layers, dtype_bytes),
+        dequantized_bytes(layers, dtype_bytes),
         free_bytes,
     )
     log.info("dequantized weight cache: %s", dequantized_cache)
     if dequantized_cache.enabled:
-        cache_dequantized_weights(quantized_layers)
+        cache_dequantized_weights(layers)
     model = prepare_model_for_kbit_training(
         model,
         use_gradient_checkpointing=checkpointing.enabled,
@@ -345,7 +344,9 @@ def prepare_model(quant_dir: str | Path, settings: dict, device: str, dtype, end
         trainable_token_indices=[end_of_turn_id] if end_of_turn_row else None,
         task_type="CAUSAL_LM",
     )
-    return PreparedModel(get_peft_model(model, lora), checkpointing, dequantized_cache, end_of_turn_row)
+    quantization = json.loads((Path(quant_dir) / QUANT_SETTINGS_FILE).read_text(encoding="utf-8"))
+    model = get_peft_model(model, lora)
+    return PreparedModel(model, checkpointing, dequantized_cache, end_of_turn_row, quantization)
 
 
 def sft_config(
@@ -368,6 +369,7 @@ def sft_config(
         per_device_eval_batch_size=settings["batch_size"],
         gradient_accumulation_steps=settings["grad_accum"],
         learning_rate=settings["learning_rate"],
+        optim=settings["optimizer"],
         lr_scheduler_type=settings["lr_scheduler"],
         warmup_steps=settings["warmup_ratio"],
         weight_decay=settings["weight_decay"],
@@ -394,6 +396,21 @@ def sft_config(
         report_to=[],
         dataloader_num_workers=0,
     )
+
+
+# bitsandbytes' paged optimizers page their state between GPU and host memory through CUDA
+# unified memory. On the CPU there is nothing to page to: bitsandbytes 0.50.2 warns and keeps the
+# state as ordinary tensors (measured, and tested in test_train.py), so the run goes on unpaged.
+PAGED_ON_CPU = "paged optimizers are not supported on CPU: bitsandbytes keeps the state unpaged"
+
+
+def optimizer_fallback(optimizer: str, device: str, warn: bool = False) -> str | None:
+    """What the device cannot honour of `optimizer`, as bitsandbytes handles it, or None; logged
+    with `warn`."""
+    fallback = PAGED_ON_CPU if optimizer.startswith("paged_") and device == "cpu" else None
+    if fallback and warn:
+        log.warning("optimizer %s: %s", optimizer, fallback)
+    return fallback
 
 
 def check_tokenized(trainer, rows: list[dict], max_length: int) -> None:
@@ -470,6 +487,9 @@ def training_metrics(
         "hardware": describe_hardware(device),
         **memory_trade_metrics(prepared),
         "end_of_turn_row_trained": prepared.end_of_turn_row,
+        "optimizer": settings["optimizer"],
+        "optimizer_fallback": optimizer_fallback(settings["optimizer"], device),
+        "quantization": prepared.quantization,
         "trainable_parameters": trainable,
         "total_parameters": total,
     }
@@ -526,6 +546,7 @@ def train_adapter(
 
     if resume_from:
         log.warning("resuming from %s", resume_from)
+    optimizer_fallback(settings["optimizer"], device, warn=True)
     started = time.monotonic()
     output = trainer.train(resume_from_checkpoint=resume_from)
     wall = time.monotonic() - started
