@@ -71,12 +71,11 @@ SAMPLE_S = 0.02
 def parameter_count(shape: dict, vocab: int = QWEN25_VOCAB, o_bias: bool = False) -> int:
     """Qwen2 parameters: embeddings (and an untied head), q/k/v with biases, o, the SwiGLU MLP, norms.
     `o_bias`: the Llama model built here, whose attention_bias puts a bias on o as well."""
-    hidden, inter, layers = shape["hidden_size"], shape["intermediate_size"], shape["num_hidden_layers"]
+    hidden, layers = shape["hidden_size"], shape["num_hidden_layers"]
     kv = hidden * shape["num_key_value_heads"] // shape["num_attention_heads"]
-    attention = hidden * hidden + hidden + 2 * (hidden * kv + kv) + hidden * hidden + (hidden if o_bias else 0)
-    per_layer = attention + 3 * hidden * inter + 2 * hidden
+    biases_and_norms = hidden + 2 * kv + (hidden if o_bias else 0) + 2 * hidden
     embeddings = vocab * hidden * (1 if shape["tie_word_embeddings"] else 2)
-    return layers * per_layer + embeddings + hidden
+    return projection_parameters(shape) + layers * biases_and_norms + embeddings + hidden
 
 
 # The stages, as the rules' scripts call them: each runs in its own process (`--stage`) ----------
@@ -131,16 +130,14 @@ def training_rows(tokenizer, count: int) -> list[dict]:
 
 
 def stage_train(work: Path, steps: int) -> dict:
-    import yaml
-    from snakemake.utils import validate
+    from train_throughput import load_config
     from transformers import AutoTokenizer
 
     from vault_distill.config import training_settings
     from vault_distill.runtime import write_jsonl
     from vault_distill.train import train_adapter
 
-    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text(encoding="utf-8"))
-    validate(config, str(ROOT / "config" / "schema.yaml"))
+    config = load_config(ROOT / "config" / "config.yaml")
     settings = training_settings(config, "judge") | {"max_length": MAX_LENGTH, "batch_size": 1, "max_steps": steps}
     rows = training_rows(AutoTokenizer.from_pretrained(str(work / "model")), steps)
     write_jsonl(work / "train.jsonl", rows)

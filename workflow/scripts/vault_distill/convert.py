@@ -8,7 +8,6 @@ llama-cpp-python was built from (envs/setup.sh unpacks it, with its own gguf-py,
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import os
@@ -18,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .hardware import release_freed_memory
 from .runtime import write_json
 
 log = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ def hf_greedy(hf_dir: str | Path, tokenizer, prompt_ids: list[int], n_tokens: in
     tokens = generated.sequences[0, len(prompt_ids) :].tolist()
     logits = [step[0].float() for step in generated.logits]
     del model, generated
-    gc.collect()
+    release_freed_memory()
     return tokens, logits
 
 

@@ -94,15 +94,16 @@ def _device_map(device: str) -> dict:
     return {"": device}
 
 
-def saved_method(quant_dir: str | Path) -> str:
-    """The method a quantize job used, from the settings file it wrote (older builds: HQQ)."""
-    info = json.loads((Path(quant_dir) / QUANT_SETTINGS_FILE).read_text(encoding="utf-8"))
-    return info.get("method", "hqq")
+def saved_settings(quant_dir: str | Path) -> dict:
+    """The settings file a quantize job wrote: the method, its knobs, device, time."""
+    return json.loads((Path(quant_dir) / QUANT_SETTINGS_FILE).read_text(encoding="utf-8"))
 
 
-def load_quantized(quant_dir: str | Path, device: str, dtype):
-    """The 4-bit model saved by quantize_base, on `device`."""
-    if saved_method(quant_dir) == "nf4":
+def load_quantized(quant_dir: str | Path, device: str, dtype, settings: dict | None = None):
+    """The 4-bit model saved by quantize_base, on `device`; `settings`: its saved_settings, if read
+    already (older builds wrote no method: HQQ)."""
+    settings = settings if settings is not None else saved_settings(quant_dir)
+    if settings.get("method", "hqq") == "nf4":
         from transformers import AutoModelForCausalLM
 
         model = AutoModelForCausalLM.from_pretrained(str(quant_dir), dtype=dtype, device_map=_device_map(device))

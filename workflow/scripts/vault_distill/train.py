@@ -22,7 +22,7 @@ from pathlib import Path
 from .chat_format import chat_format
 from .config import keys_with_role
 from .hardware import describe_hardware, dtype_name, peak_memory_mb, resolve_device, resolve_dtype, set_threads
-from .quantize import QUANT_SETTINGS_FILE, dequantize, load_quantized, quantized_layers, weight_shape
+from .quantize import dequantize, load_quantized, quantized_layers, saved_settings, weight_shape
 from .split import tokenize_example
 
 log = logging.getLogger(__name__)
@@ -143,12 +143,12 @@ def file_digest(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def run_fingerprint(settings: dict, train_file: str | Path, quant_dir: str | Path) -> str:
+def run_fingerprint(settings: dict, train_file: str | Path, quantization: dict) -> str:
     """Identifies one training run: a checkpoint is only resumed by the very same run."""
     payload = {
         "settings": {key: settings.get(key) for key in LEARNING_KEYS},
         "train": file_digest(train_file),
-        "quantization": json.loads((Path(quant_dir) / QUANT_SETTINGS_FILE).read_text(encoding="utf-8")),
+        "quantization": quantization,  # the quantize job's saved_settings
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()[:16]
 
@@ -305,7 +305,8 @@ def prepare_model(quant_dir: str | Path, settings: dict, device: str, dtype, end
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-    model = load_quantized(quant_dir, device=device, dtype=dtype)
+    quantization = saved_settings(quant_dir)
+    model = load_quantized(quant_dir, device=device, dtype=dtype, settings=quantization)
     end_of_turn_row = None
     if end_of_turn_id is not None:
         end_of_turn_row = untrained_row(model.get_input_embeddings().weight.detach(), end_of_turn_id)
@@ -344,7 +345,6 @@ def prepare_model(quant_dir: str | Path, settings: dict, device: str, dtype, end
         trainable_token_indices=[end_of_turn_id] if end_of_turn_row else None,
         task_type="CAUSAL_LM",
     )
-    quantization = json.loads((Path(quant_dir) / QUANT_SETTINGS_FILE).read_text(encoding="utf-8"))
     model = get_peft_model(model, lora)
     return PreparedModel(model, checkpointing, dequantized_cache, end_of_turn_row, quantization)
 
@@ -532,7 +532,7 @@ def train_adapter(
     rows, evals = tokenized_rows(train_rows, tokenizer), tokenized_rows(val_rows, tokenizer)
     end_of_turn = chat_format(tokenizer).end_of_turn
     prepared = prepare_model(quant_dir, settings, device, dtype, tokenizer.convert_tokens_to_ids(end_of_turn))
-    run_dir = Path(checkpoint_root) / run_fingerprint(settings, train_file, quant_dir)
+    run_dir = Path(checkpoint_root) / run_fingerprint(settings, train_file, prepared.quantization)
     resume_from = last_checkpoint(run_dir)
     trainer = completion_only_trainer(device, dtype)(
         model=prepared.model,
