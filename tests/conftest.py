@@ -145,7 +145,7 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 12
     return done
 
 
-def kill_snakemake_when(workdir: Path, target: str, ready, timeout_s: float, settle_s: float = 0.0) -> None:
+def kill_snakemake_when(workdir: Path, target: str, ready, timeout_s: float) -> None:
     """Run `snakemake target` and SIGKILL its whole process group as soon as `ready()` is true:
     a real kill, as a power cut or an OOM killer would do it. Then unlock, as a user would."""
     proc = subprocess.Popen(
@@ -160,7 +160,6 @@ def kill_snakemake_when(workdir: Path, target: str, ready, timeout_s: float, set
             assert proc.poll() is None, "snakemake finished before it could be killed"
             assert time.monotonic() < deadline, "the kill point was not reached in time"
             time.sleep(0.2)
-        time.sleep(settle_s)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()

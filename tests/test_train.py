@@ -11,6 +11,7 @@ from vault_distill.train import (
     decide_dequantized_cache,
     decide_gradient_checkpointing,
     dequantized_bytes,
+    last_checkpoint,
     optimizer_fallback,
     tokenized_rows,
     training_autocast,
@@ -211,3 +212,51 @@ def test_prompt_and_completion_are_tokenized_apart_as_served(tokenizer):
     assert rows[0]["input_ids"][: len(prompt_ids)] == prompt_ids  # joined, "\n\n{" would split as "\n", "\n{"
     assert rows[0]["completion_mask"] == [0] * len(prompt_ids) + [1] * (len(rows[0]["input_ids"]) - len(prompt_ids))
     assert tokenizer.decode(rows[0]["input_ids"][len(prompt_ids) :]) == '{"a": 1}<|im_end|>'
+
+
+def tiny_trainer(output_dir, max_steps: int):
+    """A real Trainer on a two-layer Llama small enough to save a checkpoint every step."""
+    import torch
+    from datasets import Dataset
+    from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=32,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+        )
+    )
+    rows = Dataset.from_list([{"input_ids": [1, 5, 7, 9], "labels": [1, 5, 7, 9]}] * 4)
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        max_steps=max_steps,
+        save_steps=1,
+        per_device_train_batch_size=1,
+        use_cpu=True,
+        report_to=[],
+        logging_steps=1,
+        disable_tqdm=True,
+    )
+    return Trainer(model=model, args=args, train_dataset=rows)
+
+
+def test_a_checkpoint_whose_save_was_cut_off_is_never_resumed(tmp_path):
+    """A SIGKILL in the middle of a save leaves the newest folder without (or with half of) the
+    trainer state the Trainer writes last: resuming goes back to the last one saved to the end."""
+    tiny_trainer(tmp_path, max_steps=3).train()
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-3")
+
+    (tmp_path / "checkpoint-3" / "trainer_state.json").unlink()  # killed after the optimizer state
+    state = tmp_path / "checkpoint-2" / "trainer_state.json"
+    state.write_text(state.read_text(encoding="utf-8")[:40], encoding="utf-8")  # killed mid-write
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-1")
+
+    resumed = tiny_trainer(tmp_path, max_steps=3)
+    resumed.train(resume_from_checkpoint=last_checkpoint(tmp_path))
+    assert resumed.state.global_step == 3
+    assert last_checkpoint(tmp_path / "no-such-run") is None

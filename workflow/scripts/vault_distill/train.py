@@ -226,9 +226,25 @@ def save_every_minutes(minutes: float):
 
 
 def last_checkpoint(run_dir: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest checkpoint that was written to the end. The trainer writes trainer_state.json
+    last (after the adapter, optimizer and RNG state), so a kill in the middle of a save leaves a
+    folder without it, or with half of it: that one is skipped for the one before."""
+    if not run_dir.is_dir():
+        return None
+    folders = [path for path in run_dir.glob("checkpoint-*") if path.name.partition("-")[2].isdigit()]
+    for folder in sorted(folders, key=_step_of, reverse=True):
+        if _saved_to_the_end(folder):
+            return str(folder)
+        log.warning("skipping %s: its save was cut off", folder)
+    return None
 
-    return get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
+
+def _saved_to_the_end(folder: Path) -> bool:
+    try:
+        state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return state.get("global_step") == _step_of(folder)
 
 
 @dataclass
@@ -560,7 +576,7 @@ def train_adapter(
     return TrainResult(metrics=metrics, log_history=trainer.state.log_history)
 
 
-def _step_of(checkpoint: str) -> int:
+def _step_of(checkpoint: str | Path) -> int:
     return int(Path(checkpoint).name.rsplit("-", 1)[-1])
 
 
