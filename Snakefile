@@ -38,6 +38,7 @@ include: "workflow/rules/base_gguf.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/quality.smk"
+include: "workflow/rules/serve.smk"
 include: "workflow/rules/targets.smk"
 
 

@@ -8,8 +8,8 @@
 #   every AMX path off (the native build hits an AMX general-protection fault in
 #   ggml_backend_amx_mul_mat). A CPU without AVX512 gets the portable AVX2 build.
 #   Each set has its own cache folder, so no CPU is handed a wheel it cannot run.
-# - The llama.cpp converter is taken from that same sdist, so the converter always
-#   matches the runtime that loads its output.
+# - The llama.cpp converters (the model's and the LoRA adapter's) are taken from that same
+#   sdist, so a converter always matches the runtime that loads its output.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -70,6 +70,7 @@ converter=$venv/share/llama.cpp
 rm -rf "$converter" && mkdir -p "$converter"
 tar -xzf "$sdist" -C "$converter" --strip-components=3 \
   "llama_cpp_python-$llama_version/vendor/llama.cpp/convert_hf_to_gguf.py" \
+  "llama_cpp_python-$llama_version/vendor/llama.cpp/convert_lora_to_gguf.py" \
   "llama_cpp_python-$llama_version/vendor/llama.cpp/conversion" \
   "llama_cpp_python-$llama_version/vendor/llama.cpp/gguf-py"
 echo "$llama_version" >"$converter/VERSION"

@@ -78,6 +78,38 @@ def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
     return folder
 
 
+# Tasks of the tiny LoRA fixture: three adapters, so that switching is seen in both directions.
+TINY_TASKS = ("judge", "planner", "seeder")
+
+
+@pytest.fixture(scope="session")
+def tiny_loras(tmp_path_factory, tiny_model_dir) -> dict:
+    """The tiny Llama as an f16 GGUF, and one random PEFT LoRA adapter per TINY_TASKS task (B not
+    zero, so each moves the logits), each converted by llama.cpp's convert_lora_to_gguf.py:
+    {"base_gguf": path, "adapters": {task: folder}, "loras": {task: LoRA GGUF}}."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from vault_distill.convert import convert_adapter_to_gguf, convert_to_gguf
+
+    root = tmp_path_factory.mktemp("tiny_loras")
+    base_gguf = root / "base.F16.gguf"
+    convert_to_gguf(tiny_model_dir, base_gguf, "f16", root / "convert.log")
+    adapters, loras = {}, {}
+    for seed, task in enumerate(TINY_TASKS):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.bfloat16)
+        lora = LoraConfig(
+            r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj", "down_proj"], init_lora_weights=False
+        )
+        adapters[task] = root / task / "adapter"
+        get_peft_model(model, lora).save_pretrained(str(adapters[task]))
+        loras[task] = root / task / f"{task}.lora.F16.gguf"
+        convert_adapter_to_gguf(adapters[task], tiny_model_dir, loras[task], root / "convert.log")
+    return {"base_gguf": base_gguf, "adapters": adapters, "loras": loras}
+
+
 def command_teacher_settings(cache_dir: Path, command: list[str], schema_retries: int = 0) -> dict:
     """Teacher settings for the command backend: a real program on stdin/stdout, no retries of
     transport errors, answers cached under `cache_dir`."""

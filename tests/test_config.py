@@ -199,3 +199,31 @@ def test_config_readme_documents_every_section_of_the_schema():
     documented = set(re.findall(r"^\| `([a-z_.<>]+)` \|", readme, re.M))
     sections = set(schema["properties"]) - {"tasks"} | {"tasks.<name>"}
     assert documented == sections, f"undocumented: {sections - documented}, unknown: {documented - sections}"
+
+
+@pytest.mark.parametrize(
+    ("deploy", "where", "modules", "expected"),
+    [
+        (
+            "adapter",
+            "training",
+            ["q_proj", "lm_head"],
+            "config key 'training.target_modules': lm_head cannot be served",
+        ),
+        ("both", "tasks.seeder.training", ["embed_tokens"], "config key 'tasks.seeder.training.target_modules'"),
+    ],
+)
+def test_an_adapter_deployment_refuses_modules_a_gguf_adapter_cannot_carry(tmp_path, deploy, where, modules, expected):
+    """convert_lora_to_gguf.py takes the LoRA of linear layers only: refused before any job runs,
+    and only when adapters are deployed."""
+    config = absolute_resources(default_config())
+    config["vault"] = str(ROOT / "resources" / "vault")
+    config["tasks"]["seeder"].setdefault("training", {})
+    _break(config, f"{where}.target_modules", modules)
+    config["gguf"]["deploy"] = deploy
+    done = snakemake(make_workdir(tmp_path, config), "-n", check=False)
+    assert done.returncode != 0 and expected in done.stdout + done.stderr
+    assert "gguf.deploy: merged" in done.stdout + done.stderr
+
+    config["gguf"]["deploy"] = "merged"
+    assert snakemake(make_workdir(tmp_path / "merged", config), "-n", check=False).returncode == 0

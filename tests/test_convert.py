@@ -62,3 +62,67 @@ def test_different_text_fails(tokenizer):
     other = tokenizer("the follower", add_special_tokens=False)["input_ids"]
     with pytest.raises(GgufCheckFailed, match="follower"):
         whitespace_resegmentations(hf_ids, other, tokenizer.decode)
+
+
+def chat_prompt(tokenizer, conversations) -> str:
+    return tokenizer.apply_chat_template(conversations[0], tokenize=False, add_generation_prompt=True)
+
+
+def test_a_lora_gguf_on_the_base_gguf_passes_the_check_against_base_plus_adapter(tiny_loras, tiny_model_dir, tokenizer):
+    """convert_lora_to_gguf.py's file, applied by llama.cpp to the base GGUF, is the HF base with
+    the PEFT adapter merged: the same template, tokens and greedy path as the merged model."""
+    from vault_distill.convert import BASE_CHECK_CONVERSATIONS, LoraServing, check_gguf
+
+    task = "judge"
+    lora = LoraServing(tiny_loras["loras"][task], tiny_loras["adapters"][task])
+    prompt = chat_prompt(tokenizer, BASE_CHECK_CONVERSATIONS)
+    check = check_gguf(tiny_loras["base_gguf"], tiny_model_dir, BASE_CHECK_CONVERSATIONS, prompt, 8, lora=lora)
+    assert check.template_prompts_equal == 3 and check.compared_tokens == 8
+    assert check.agreed_tokens + check.near_tie_flips == 8 and check.agreed_tokens >= 4
+    assert check.max_relative_logit_error < 0.01  # f16 base and f16 LoRA: rounding only
+
+
+def test_the_check_fails_when_the_lora_is_another_tasks(tiny_loras, tiny_model_dir, tokenizer):
+    from vault_distill.convert import BASE_CHECK_CONVERSATIONS, LoraServing, check_gguf
+
+    wrong = LoraServing(tiny_loras["loras"]["planner"], tiny_loras["adapters"]["judge"])
+    prompt = chat_prompt(tokenizer, BASE_CHECK_CONVERSATIONS)
+    with pytest.raises(GgufCheckFailed, match="differ"):
+        check_gguf(tiny_loras["base_gguf"], tiny_model_dir, BASE_CHECK_CONVERSATIONS, prompt, 8, lora=wrong)
+
+
+def test_adapter_on_base_is_within_rounding_of_the_merged_gguf(tiny_loras, tiny_model_dir, tokenizer, tmp_path):
+    """The logit difference between serving base + LoRA and serving the merged file is rounding:
+    a small share of what the adapter itself moves."""
+    from vault_distill.convert import BASE_CHECK_CONVERSATIONS, convert_to_gguf, logit_difference
+    from vault_distill.merge import merge_adapter
+
+    task = "judge"
+    merge_adapter(tiny_model_dir, tiny_loras["adapters"][task], tmp_path / "merged")
+    merged_gguf = tmp_path / "merged.F16.gguf"
+    convert_to_gguf(tmp_path / "merged", merged_gguf, "f16", tmp_path / "convert.log")
+    prompt_ids = tokenizer(chat_prompt(tokenizer, BASE_CHECK_CONVERSATIONS), add_special_tokens=False)["input_ids"]
+    tokens = tokenizer(" the plan is", add_special_tokens=False)["input_ids"]
+    served = logit_difference(tiny_loras["base_gguf"], tiny_loras["loras"][task], merged_gguf, prompt_ids, tokens, 1)
+    another = logit_difference(
+        tiny_loras["base_gguf"], tiny_loras["loras"]["seeder"], merged_gguf, prompt_ids, tokens, 1
+    )
+    assert served < 0.05 * another, (served, another)
+
+
+def test_an_adapter_that_trained_the_end_of_turn_row_is_refused_before_conversion(tiny_model_dir, tokenizer, tmp_path):
+    """PEFT's trainable tokens (train.py trains the end-of-turn row of a base that never learned
+    it) are not LoRA pairs: no llama.cpp adapter can carry them, and the message says what to do."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from vault_distill.convert import AdapterNotServable, convert_adapter_to_gguf
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.bfloat16)
+    end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    lora = LoraConfig(r=4, target_modules=["q_proj"], trainable_token_indices=[end_of_turn])
+    get_peft_model(model, lora).save_pretrained(str(tmp_path / "adapter"))
+    with pytest.raises(AdapterNotServable, match=r"end_of_turn_row_trained.*gguf\.deploy: merged"):
+        convert_adapter_to_gguf(tmp_path / "adapter", tiny_model_dir, tmp_path / "out.gguf", tmp_path / "log")
+    assert not (tmp_path / "out.gguf").exists()

@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,7 @@ def tiny_config(tmp_path: Path) -> dict:
         max_length=256, max_steps=TRAIN_STEPS, batch_size=2, learning_rate=1e-3, lora_r=8, lora_alpha=16
     )
     config["checkpoints"] = {"dir": str(tmp_path / "checkpoints"), "every_steps": 3}
+    config["gguf"]["deploy"] = "both"  # the merged GGUF and the LoRA GGUF, checked and evaluated side by side
     return config
 
 
@@ -110,6 +113,36 @@ def test_modelfile_states_the_very_sampling_settings_the_evaluation_used(built):
     evaluated = read_json(workdir / "results" / TASK / "eval.json")["settings"]["decoding"]
     assert served == evaluated == config["decoding"]
     assert set(served) == set(NAMES)
+
+
+def test_the_lora_gguf_is_checked_like_the_merged_one_and_ships_with_its_modelfile(built, tokenizer):
+    """deploy: both. The LoRA GGUF on the base GGUF passes the merged GGUF's check against base +
+    adapter, and its logits stay within what both files' rounding allows of the merged GGUF's."""
+    workdir, _ = built
+    results = workdir / "results"
+    lora = results / TASK / f"{TASK}.lora.F16.gguf"
+    assert 1 * 2**20 < lora.stat().st_size < (results / TASK / f"{TASK}.Q8_0.gguf").stat().st_size / 5
+    check, merged = read_json(results / TASK / "lora_check.json"), read_json(results / TASK / "gguf_check.json")
+    assert check["template_prompts_equal"] == 3 and check["tokenization_equal"]
+    assert check["agreed_tokens"] + check["near_tie_flips"] == check["compared_tokens"] >= 1
+    assert check["hf_greedy"] == merged["hf_greedy"]  # base + adapter in memory is the merged model
+    assert 0 < check["max_relative_logit_error"] < 0.1
+    # Both are measured along the same tokens, so the triangle inequality bounds their difference.
+    assert 0 < check["max_logit_diff_vs_merged_gguf"] <= check["max_logit_error"] + merged["max_logit_error"] + 1e-3
+
+    adapter_modelfile = (results / TASK / "adapter.Modelfile").read_text(encoding="utf-8")
+    merged_modelfile = (results / TASK / "Modelfile").read_text(encoding="utf-8")
+    assert adapter_modelfile.startswith(f"FROM ../base/base.Q8_0.gguf\nADAPTER ./{TASK}.lora.F16.gguf\nTEMPLATE ")
+    assert adapter_modelfile.split("\n", 2)[2] == merged_modelfile.split("\n", 1)[1]  # same TEMPLATE, stops, params
+    assert (results / "benchmarks" / TASK / "convert_adapter.tsv").is_file()
+
+    evaluation = read_json(results / TASK / "eval.json")
+    assert list(evaluation["models"]) == ["base", "tuned", "tuned_adapter"]
+    assert (
+        evaluation["settings"]["ggufs"]["tuned_adapter"] == f"results/base/base.Q8_0.gguf + {lora.relative_to(workdir)}"
+    )
+    assert evaluation["models"]["tuned_adapter"]["answers"] == evaluation["models"]["tuned"]["answers"]
+    assert all(answer["tuned_adapter"]["finish_reason"] in ("stop", "length") for answer in evaluation["answers"])
 
 
 def load_safetensors(folder: Path) -> dict:
@@ -291,6 +324,12 @@ def test_report_reads_real_benchmark_and_metrics_files(reported):
         assert data.startswith(b"\x89PNG") and len(data) > 5000, plot
         assert f"](plots/{plot})" in report
     assert "<table>" in (results / "report_tables.html").read_text(encoding="utf-8")
+    # Bytes on disk of both deployments: a merged file per task, against one base and small adapters.
+    disk = report[report.index("## On disk") : report.index("## Where the time went")]
+    assert "| task | merged GGUF | LoRA GGUF on the shared base |" in disk
+    base_mb = (results / "base" / "base.Q8_0.gguf").stat().st_size / 2**20
+    assert f"(base {format_mb(base_mb)} once)" in disk and "| all 2 tasks |" in disk
+    assert "(as adapter: " in rows[TASK][7]
 
     again = snakemake(workdir, "-n", "all")
     assert "Nothing to be done" in again.stdout + again.stderr
@@ -310,7 +349,9 @@ def test_report_names_the_missing_eval_json(reported, tmp_path):
 
     workdir, config = reported
     copy = tmp_path / "results"
-    shutil.copytree(workdir / "results", copy, ignore=shutil.ignore_patterns("*.gguf", "hqq", "model", "adapter"))
+    shutil.copytree(
+        workdir / "results", copy, ignore=shutil.ignore_patterns("hqq", "model", "adapter"), copy_function=os.link
+    )
     (copy / OTHER_TASK / "eval.json").unlink()
     with pytest.raises(ReportError, match="^" + re.escape(f"{copy}/{OTHER_TASK}/eval.json: missing")):
         build_report(
@@ -322,6 +363,7 @@ def test_report_names_the_missing_eval_json(reported, tmp_path):
             compliance_png=tmp_path / "compliance.png",
             loss_pngs={task: tmp_path / f"{task}.png" for task in config["tasks"]},
             results_dir=str(copy),
+            deploy="both",
         )
     assert not (tmp_path / "report.md").exists()
 
@@ -407,3 +449,53 @@ def test_train_throughput_benchmark_runs(built):
     lines = done.stdout.strip().splitlines()
     assert re.fullmatch(r"speedup_vs_seed=\d+\.\d\d mfu=\d+\.\d\d tok_s=\d+ seed_tok_s=\d+", lines[-1]), lines[-1]
     assert re.match(r"device=cpu dtype=torch\.bfloat16 threads=2 bf16_matmul_2048=\d+ GFLOP/s", lines[0]), lines[0]
+
+
+def test_snakemake_serve_answers_every_task_from_one_process(reported):
+    """The `serve` target as a user starts it: one process, the real tuned adapters, one request
+    per task; each answer is what that task's adapter gives on the base GGUF alone."""
+    from llama_cpp import Llama
+
+    from vault_distill.serve import free_port, request_sampling, wait_for_server
+
+    workdir, config = reported
+    sampling = request_sampling({**config["decoding"], "temperature": 0, "max_tokens": 24})
+    port = free_port()
+    config = {**config, "serve": {"host": "127.0.0.1", "port": port}}
+    (workdir / "config" / "config.yaml").write_text(json.dumps(config), encoding="utf-8")
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir)]
+    process = subprocess.Popen(
+        [*command, "--cores", "2", "serve"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        models = wait_for_server(f"http://127.0.0.1:{port}/v1/models", process, timeout_s=300)
+        assert [model["id"] for model in models["data"]] == list(config["tasks"])
+        val = {
+            task: json.loads((workdir / f"results/{task}/sft/val.jsonl").read_text().splitlines()[0])
+            for task in config["tasks"]
+        }
+        for task, row in val.items():
+            messages = row["prompt_messages"]
+            body = json.dumps({"model": task, "messages": messages, **sampling}).encode()
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/v1/chat/completions", body, {"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=300) as response:
+                served = json.loads(response.read())["choices"][0]["message"]["content"]
+            alone = Llama(
+                model_path=str(workdir / "results/base/base.Q8_0.gguf"),
+                lora_path=str(workdir / f"results/{task}/{task}.lora.F16.gguf"),
+                n_ctx=1024,
+                n_threads=2,
+                n_threads_batch=2,
+                verbose=False,
+            )
+            expected = alone.create_chat_completion(messages=messages, **sampling)
+            alone.close()
+            assert served == expected["choices"][0]["message"]["content"], task
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)  # snakemake and the server it runs
+        process.wait(timeout=60)

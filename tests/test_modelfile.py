@@ -363,6 +363,19 @@ def test_render_modelfile(templates):
     assert re.search(r'^TEMPLATE """(.*?)"""$', text, re.DOTALL | re.MULTILINE).group(1) == template.template
 
 
+def test_an_adapter_modelfile_is_the_merged_one_with_the_base_and_the_adapter_as_its_model(templates):
+    """FROM the shared base GGUF one folder up, ADAPTER the task's LoRA GGUF; the rest unchanged."""
+    template = templates["qwen2.5"]
+    merged = render_modelfile("links.Q8_0.gguf", template, MODELFILE_SYSTEM, num_ctx=4096, decoding=DECODING)
+    adapter = render_modelfile(
+        "../base/base.Q8_0.gguf", template, MODELFILE_SYSTEM, 4096, DECODING, adapter_file="links.lora.F16.gguf"
+    )
+    assert adapter.startswith("FROM ../base/base.Q8_0.gguf\nADAPTER ./links.lora.F16.gguf\nTEMPLATE ")
+    assert adapter.split("\n", 2)[2] == merged.split("\n", 1)[1]
+    with pytest.raises(ValueError, match="adapter_file must be a path relative"):
+        render_modelfile("m.gguf", template, "Be terse.", 2048, DECODING, adapter_file="/abs/links.gguf")
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

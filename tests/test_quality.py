@@ -8,6 +8,7 @@ from conftest import ROOT
 
 from vault_distill.evaluate import COMPLIANT, TRUNCATED
 from vault_distill.quality import (
+    ALL_ARMS,
     ARMS,
     QualityError,
     answer_agreement,
@@ -189,8 +190,9 @@ def test_task_quality_has_every_arm_and_labels_from_both_sources():
 
 def test_markdown_report_has_every_task_and_arm_and_says_when_the_teacher_is_the_base():
     heldout = [{"id": "v", "source": "val", "reference": REFERENCE}]
-    arms = {arm: [answer("v", VALID)] for arm in ARMS}
+    arms = {arm: [answer("v", VALID)] for arm in ALL_ARMS}
     quality = {
+        "arms": list(ALL_ARMS),
         "tasks": {"judge": task_quality(heldout, {}, arms, schema("judge"))},
         "base_model": "bundled:smollm2",
         "teacher": {"backend": "llama_cpp", "model": "bundled:smollm2"},
@@ -200,7 +202,7 @@ def test_markdown_report_has_every_task_and_arm_and_says_when_the_teacher_is_the
         "agreement_rule": "field agreement: y",
     }
     text = render_quality_markdown(quality)
-    assert all(f"| judge | {arm} | 1 | 1/1 |" in text for arm in ARMS)
+    assert all(f"| judge | {arm} | 1 | 1/1 |" in text for arm in ALL_ARMS)  # the adapter arm too
     assert "teacher is the base model itself" in text
     assert not teacher_is_base({"backend": "openai", "model": "bundled:smollm2"}, "bundled:smollm2")
 

@@ -375,3 +375,32 @@ def test_quality_without_teacher_labels_only_rescores(work):
     config["quality"]["teacher_labels"] = False
     write_config(work, config)
     assert_plan(work, QUALITY, "quality")
+
+
+ADAPTER_JOBS = ("convert_adapter", "modelfile_adapter", "evaluate")
+
+
+def test_deploying_adapters_too_builds_only_the_adapters_and_reevaluates_then_a_retrain_stays_in_its_task(work):
+    """gguf.deploy merged -> both adds each task's LoRA GGUF, its Modelfile and the tuned_adapter
+    arm, and touches no training, merged GGUF or base GGUF. Once built, retraining one task
+    rebuilds that task's two GGUFs, two Modelfiles and evaluation, and never the base GGUF."""
+    config = read_config(work)
+    config["gguf"]["deploy"] = "both"
+    write_config(work, config)
+    assert_plan(work, {(rule, task) for task in TASKS for rule in ADAPTER_JOBS} | REPORT)
+    assert_plan(work, {("quality_tuned_adapter", task) for task in TASKS} | QUALITY, "quality")
+
+    snakemake(work, "--cores", "2", "all", timeout=1800)
+    assert planned_jobs(work) == set()
+    config["tasks"]["planner"]["training"]["learning_rate"] = 1.5e-3
+    write_config(work, config)
+    assert_plan(work, chain("planner", "train") | {(rule, "planner") for rule in ADAPTER_JOBS} | REPORT)
+
+
+def test_deploying_adapters_only_needs_no_merge_and_no_merged_gguf(work):
+    """gguf.deploy: adapter. The adapter's check merges in memory, so nothing merged is built."""
+    config = read_config(work)
+    config["gguf"]["deploy"] = "adapter"
+    write_config(work, config)
+    (work / "results/judge/judge.Q8_0.gguf").unlink()  # no longer shipped: not rebuilt either
+    assert_plan(work, {(rule, task) for task in TASKS for rule in ADAPTER_JOBS} | REPORT)

@@ -14,7 +14,12 @@ RULES = ROOT / "workflow" / "rules"
 TARGETS_FILE = "targets.smk"
 # Entry scripts that serve more than one rule of a stage: the answer generation of both quality
 # arms, and the teacher, which the quality stage asks about held-out inputs too.
-SHARED_SCRIPTS = {"quality_base": "quality_answers", "quality_tuned": "quality_answers", "quality_teach": "teach"}
+SHARED_SCRIPTS = {
+    "quality_base": "quality_answers",
+    "quality_tuned": "quality_answers",
+    "quality_tuned_adapter": "quality_answers",
+    "quality_teach": "teach",
+}
 MAX_FUNCTION_LINES = 60
 
 

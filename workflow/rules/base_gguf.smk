@@ -3,7 +3,7 @@ rule base_gguf:
     input:
         model="results/base/model",
     output:
-        gguf=f"results/base/base.{GGUF_SUFFIX}.gguf",
+        gguf=BASE_GGUF,
         check="results/base/gguf_check.json",
     log:
         "results/logs/base_gguf.log",

@@ -17,7 +17,12 @@ from vault_distill.config import (  # noqa: E402
     keys_with_role,
     training_settings,
 )
-from vault_distill.convert import gguf_suffix  # noqa: E402
+from vault_distill.convert import (  # noqa: E402
+    base_gguf_path,
+    gguf_suffix,
+    lora_gguf_path,
+    merged_gguf_path,
+)
 from vault_distill.models import (  # noqa: E402
     BUNDLED,
     ModelNotFound,
@@ -26,7 +31,13 @@ from vault_distill.models import (  # noqa: E402
     tokenizer_fingerprint,
 )
 from vault_distill.quantize import bits_per_weight, method_settings  # noqa: E402
-from vault_distill.quality import BASE_ARMS, TUNED_ARMS, quality_files  # noqa: E402
+from vault_distill.quality import (  # noqa: E402
+    ADAPTER_ARMS,
+    ARMS,
+    BASE_ARMS,
+    TUNED_ARMS,
+    quality_files,
+)
 from vault_distill.report import base_files, task_files  # noqa: E402
 from vault_distill.resources import (  # noqa: E402
     CLIENT_MB,
@@ -59,6 +70,12 @@ except ConfigError as err:
 TASKS = list(config["tasks"])
 VAULT = Path(config["vault"])
 GGUF_SUFFIX = gguf_suffix(config["gguf"]["outtype"])
+MERGED_GGUF = merged_gguf_path("{task}", GGUF_SUFFIX)
+BASE_GGUF = base_gguf_path(GGUF_SUFFIX)
+LORA_GGUF = lora_gguf_path("{task}")
+# What each task ships (gguf.deploy): the merged GGUF, the LoRA GGUF on the base GGUF, or both.
+DEPLOYS_MERGED = config["gguf"]["deploy"] in ("merged", "both")
+DEPLOYS_ADAPTER = config["gguf"]["deploy"] in ("adapter", "both")
 # The training settings that are a rerun trigger: those that shape the adapter (x-role: makes in
 # config/schema.yaml). The memory trades (x-role: runs) are read by the train script itself.
 TRAINING_KEYS = keys_with_role("training", "makes")
@@ -137,13 +154,47 @@ def per_task(pattern):
 
 
 def task_outputs(task):
-    """Everything `all` builds for one task."""
+    """Everything `all` builds for one task, for what gguf.deploy ships."""
+    merged = [MERGED_GGUF.format(task=task), f"results/{task}/Modelfile"]
+    adapter = [LORA_GGUF.format(task=task), f"results/{task}/adapter.Modelfile"]
     return [
-        f"results/{task}/{task}.{GGUF_SUFFIX}.gguf",
-        f"results/{task}/Modelfile",
+        *(merged if DEPLOYS_MERGED else []),
+        *(adapter if DEPLOYS_ADAPTER else []),
         f"results/{task}/eval.json",
         f"results/{task}/eval_samples.md",
     ]
+
+
+def deployed_ggufs():
+    """The per-task GGUF patterns that gguf.deploy ships."""
+    return [MERGED_GGUF] * DEPLOYS_MERGED + [LORA_GGUF] * DEPLOYS_ADAPTER
+
+
+def ollama_inputs(wildcards):
+    """What `ollama create` reads: the merged model's Modelfile, or the adapter's with its base."""
+    task = wildcards.task
+    if DEPLOYS_MERGED:
+        return {"modelfile": f"results/{task}/Modelfile", "gguf": MERGED_GGUF.format(task=task)}
+    return {
+        "modelfile": f"results/{task}/adapter.Modelfile",
+        "gguf": LORA_GGUF.format(task=task),
+        "base_gguf": BASE_GGUF,
+    }
+
+
+def lora_check_inputs(wildcards):
+    """With both deployments, the adapter's check also measures it against the merged GGUF."""
+    return {"merged_gguf": MERGED_GGUF.format(task=wildcards.task)} if DEPLOYS_MERGED else {}
+
+
+def evaluated_models(wildcards):
+    """The evaluation's arms: the base GGUF, and each deployment of the tuned model."""
+    models = {"base": BASE_GGUF}
+    if DEPLOYS_MERGED:
+        models["tuned"] = MERGED_GGUF.format(task=wildcards.task)
+    if DEPLOYS_ADAPTER:
+        models["tuned_adapter"] = LORA_GGUF.format(task=wildcards.task)
+    return models
 
 
 def evaluation_n_ctx(wildcards):
@@ -154,11 +205,22 @@ def evaluation_n_ctx(wildcards):
     )
 
 
+def serve_n_ctx():
+    """Room for the longest task's prompt and answer (see evaluation_n_ctx)."""
+    longest = max(training_settings(config, task)["max_length"] for task in TASKS)
+    return longest + config["decoding"]["max_tokens"]
+
+
 def report_inputs():
     """Every file the report reads: each task's evaluation, training metrics, loss log and
     benchmark files, and the shared jobs' benchmark files."""
-    files = [path for task in TASKS for path in task_files(task).values()]
-    return files + list(base_files().values())
+    deploy = config["gguf"]["deploy"]
+    files = [
+        path
+        for task in TASKS
+        for path in task_files(task, deploy=deploy, gguf_type=GGUF_SUFFIX).values()
+    ]
+    return files + list(base_files(gguf_type=GGUF_SUFFIX).values())
 
 
 def quality_arm_outputs(arms):
@@ -169,11 +231,16 @@ def quality_arm_outputs(arms):
 def quality_inputs():
     """Everything the quality report reads: every task's held-out inputs and arms, the teacher's
     answers to the unseen inputs when quality.teacher_labels asks for them, and the schemas."""
-    keys = ["heldout", *BASE_ARMS, *TUNED_ARMS]
+    keys = ["heldout", *quality_arms()]
     if config["quality"]["teacher_labels"]:
         keys.append("teacher")
     files = [quality_files(task)[key] for task in TASKS for key in keys]
     return files + list(task_schemas().values())
+
+
+def quality_arms():
+    """The benchmark's arms: base and merged tuned always, the adapter where it is deployed."""
+    return list(ARMS) + list(ADAPTER_ARMS) * DEPLOYS_ADAPTER
 
 
 def task_thresholds(key):

@@ -4,7 +4,7 @@ rule convert:
         examples="results/{task}/teacher.jsonl",
         val="results/{task}/sft/val.jsonl",
     output:
-        gguf=f"results/{{task}}/{{task}}.{GGUF_SUFFIX}.gguf",
+        gguf=MERGED_GGUF,
         check="results/{task}/gguf_check.json",
     log:
         "results/logs/{task}/convert.log",
@@ -22,3 +22,33 @@ rule convert:
         check_tokens=config["gguf"]["check_tokens"],
     script:
         "../scripts/convert.py"
+
+
+# The task's LoRA as a GGUF adapter for the base GGUF (gguf.deploy: adapter or both), checked
+# against the bf16 base with the adapter merged in memory: no merged folder is needed.
+rule convert_adapter:
+    input:
+        unpack(lora_check_inputs),
+        adapter="results/{task}/adapter",
+        base="results/base/model",
+        base_gguf=BASE_GGUF,
+        examples="results/{task}/teacher.jsonl",
+        val="results/{task}/sft/val.jsonl",
+    output:
+        gguf=LORA_GGUF,
+        check="results/{task}/lora_check.json",
+    log:
+        "results/logs/{task}/convert_adapter.log",
+    benchmark:
+        "results/benchmarks/{task}/convert_adapter.tsv"
+    conda:
+        "../../envs/vault-distill.yaml"
+    threads: 2
+    resources:
+        mem_mb=model_memory_mb("convert", "base"),
+        runtime=model_runtime("base", seconds_per_mb=0.2),
+        gpu=0,
+    params:
+        check_tokens=config["gguf"]["check_tokens"],
+    script:
+        "../scripts/convert_adapter.py"

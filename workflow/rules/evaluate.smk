@@ -1,7 +1,6 @@
 rule evaluate:
     input:
-        tuned=f"results/{{task}}/{{task}}.{GGUF_SUFFIX}.gguf",
-        base=f"results/base/base.{GGUF_SUFFIX}.gguf",
+        unpack(evaluated_models),
         val="results/{task}/sft/val.jsonl",
         output_schema=task_setting("output_schema"),
     output:

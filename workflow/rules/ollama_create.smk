@@ -1,8 +1,8 @@
-# Optional, never part of `all`: registers every model with a local Ollama.
+# Optional, never part of `all`: registers every model with a local Ollama (the merged one when
+# gguf.deploy ships it, else base + adapter).
 rule ollama_create:
     input:
-        modelfile="results/{task}/Modelfile",
-        gguf=f"results/{{task}}/{{task}}.{GGUF_SUFFIX}.gguf",
+        unpack(ollama_inputs),
     output:
         "results/{task}/ollama_created.json",
     log:

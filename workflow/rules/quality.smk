@@ -1,4 +1,5 @@
 # The quality benchmark (`snakemake --cores all quality`, not part of `all`): four arms per task
+# (five with gguf.deploy adapter or both)
 # on every held-out input. Base answers depend only on the base GGUF, the held-out inputs and
 # the decoding settings, so a retrain reruns the tuned arms and never the base ones.
 
@@ -58,7 +59,7 @@ rule quality_teach:
 
 rule quality_base:
     input:
-        gguf=f"results/base/base.{GGUF_SUFFIX}.gguf",
+        gguf=BASE_GGUF,
         heldout="results/quality/{task}/heldout.jsonl",
         output_schema=task_setting("output_schema"),
     output:
@@ -84,7 +85,7 @@ rule quality_base:
 
 rule quality_tuned:
     input:
-        gguf=f"results/{{task}}/{{task}}.{GGUF_SUFFIX}.gguf",
+        gguf=MERGED_GGUF,
         heldout="results/quality/{task}/heldout.jsonl",
         output_schema=task_setting("output_schema"),
     output:
@@ -102,6 +103,34 @@ rule quality_tuned:
         gpu=0,
     params:
         arms=list(TUNED_ARMS),
+        decoding=config["decoding"],
+        n_ctx=evaluation_n_ctx,
+    script:
+        "../scripts/quality_answers.py"
+
+
+# gguf.deploy adapter or both: the task's LoRA GGUF on the base GGUF, as `serve` answers.
+rule quality_tuned_adapter:
+    input:
+        gguf=BASE_GGUF,
+        lora=LORA_GGUF,
+        heldout="results/quality/{task}/heldout.jsonl",
+        output_schema=task_setting("output_schema"),
+    output:
+        **quality_arm_outputs(ADAPTER_ARMS),
+    log:
+        "results/logs/{task}/quality_tuned_adapter.log",
+    benchmark:
+        "results/benchmarks/{task}/quality_tuned_adapter.tsv"
+    conda:
+        "../../envs/vault-distill.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=0,
+    params:
+        arms=list(ADAPTER_ARMS),
         decoding=config["decoding"],
         n_ctx=evaluation_n_ctx,
     script:
@@ -138,5 +167,6 @@ rule quality:
         base_model=config["base_model"],
         decoding=config["decoding"],
         teacher_labels=config["quality"]["teacher_labels"],
+        arms=quality_arms(),
     script:
         "../scripts/quality.py"

@@ -40,6 +40,7 @@ rule report:
         tasks=TASKS,
         base_model=config["base_model"],
         gguf_type=GGUF_SUFFIX,
+        deploy=config["gguf"]["deploy"],
         meaningful_examples=task_thresholds("meaningful_examples"),
     script:
         "../scripts/report.py"

@@ -16,7 +16,7 @@ rule sft:
 
 rule gguf:
     input:
-        per_task(f"results/{{task}}/{{task}}.{GGUF_SUFFIX}.gguf"),
+        [per_task(pattern) for pattern in deployed_ggufs()],
 
 
 rule ollama:

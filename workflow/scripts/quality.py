@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from vault_distill.decoding import describe_decoding
-from vault_distill.quality import ARMS, build_quality, plot_quality, render_quality_markdown
+from vault_distill.quality import build_quality, plot_quality, render_quality_markdown
 from vault_distill.runtime import setup_logging, write_json
 
 log = setup_logging(snakemake.log[0])
@@ -13,6 +13,7 @@ quality = build_quality(
     base_model=snakemake.params.base_model,
     decoding_line=describe_decoding(snakemake.params.decoding),
     teacher_labels=snakemake.params.teacher_labels,
+    arms=tuple(snakemake.params.arms),
 )
 write_json(snakemake.output.json, quality)
 Path(snakemake.output.markdown).write_text(render_quality_markdown(quality), encoding="utf-8")
@@ -21,5 +22,5 @@ for task, arms in quality["tasks"].items():
     log.warning(
         "quality %s: %s",
         task,
-        ", ".join(f"{arm} {arms[arm]['compliant']}/{arms[arm]['n']}" for arm in ARMS),
+        ", ".join(f"{arm} {arms[arm]['compliant']}/{arms[arm]['n']}" for arm in quality["arms"]),
     )

@@ -27,6 +27,7 @@ records = answer_arms(
     n_ctx=snakemake.params.n_ctx,
     threads=snakemake.threads,
     progress_factory=progress,
+    lora_file=snakemake.input.get("lora"),
 )
 for arm, record in records.items():
     write_json(snakemake.output[arm], record)

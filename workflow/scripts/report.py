@@ -14,9 +14,10 @@ results = build_report(
     compliance_png=snakemake.output.compliance,
     loss_pngs=dict(zip(tasks, snakemake.output.loss, strict=True)),
     meaningful_examples=snakemake.params.meaningful_examples,
+    deploy=snakemake.params.deploy,
 )
 for result in results:
-    base, tuned = result.compliance("base"), result.compliance("tuned")
+    base, tuned = result.compliance("base"), result.compliance(result.tuned)
     log.warning(
         "report %s: format compliance base %d/%d -> tuned %d/%d",
         result.task,

@@ -91,5 +91,29 @@ def check_config_files(config: dict, root: Path) -> None:
             raise ConfigError(
                 f"config key 'tasks.{task}.output_schema': {schema_path} is not a valid JSON Schema: {err.message}"
             ) from None
+    check_adapter_deployment(config)
     if config["teacher"]["backend"] == "command" and not config["teacher"].get("command"):
         raise ConfigError("config key 'teacher.command': the command backend needs an argv list")
+
+
+# Modules whose LoRA llama.cpp's convert_lora_to_gguf.py cannot write as a GGUF adapter: it takes
+# lora_A/lora_B pairs of linear layers, and the embedding is tied to lm_head in many small models.
+NOT_ADAPTER_MODULES = ("embed_tokens", "lm_head", "wte", "tok_embeddings", "embed_in", "word_embeddings")
+
+
+def check_adapter_deployment(config: dict) -> None:
+    """gguf.deploy adapter/both: every task's target_modules must be ones a GGUF adapter carries."""
+    if config["gguf"]["deploy"] == "merged":
+        return
+    for task in config["tasks"]:
+        refused = [m for m in training_settings(config, task)["target_modules"] if m in NOT_ADAPTER_MODULES]
+        if refused:
+            where = (
+                f"tasks.{task}.training"
+                if "target_modules" in config["tasks"][task].get("training", {})
+                else "training"
+            )
+            raise ConfigError(
+                f"config key '{where}.target_modules': {', '.join(refused)} cannot be served as a llama.cpp LoRA "
+                f"adapter (gguf.deploy: {config['gguf']['deploy']}); drop it or use gguf.deploy: merged"
+            )

@@ -32,6 +32,10 @@ CONVERTER_DIR = Path(sys.prefix) / "share" / "llama.cpp"
 # 0.028 for Q8_0 (d up to 1.8 logits over a 66-logit range), 0.005 for bf16, 0.0004 for f32.
 MAX_RELATIVE_LOGIT_ERROR = 0.1
 
+# The LoRA GGUF's weight type. An adapter is tens of MB next to a base of hundreds or thousands:
+# f16 keeps its delta exact to 3 digits, where q8_0 would add rounding for a saving nobody sees.
+LORA_OUTTYPE = "f16"
+
 
 class ConversionError(RuntimeError):
     """The converter failed; the message carries its last lines."""
@@ -46,20 +50,33 @@ def gguf_suffix(outtype: str) -> str:
     return outtype.upper()
 
 
+def merged_gguf_path(task: str, gguf_type: str, results: str = "results") -> str:
+    return f"{results}/{task}/{task}.{gguf_type}.gguf"
+
+
+def lora_gguf_path(task: str, results: str = "results") -> str:
+    return f"{results}/{task}/{task}.lora.{gguf_suffix(LORA_OUTTYPE)}.gguf"
+
+
+def base_gguf_path(gguf_type: str, results: str = "results") -> str:
+    return f"{results}/base/base.{gguf_type}.gguf"
+
+
 def converter_dir() -> Path:
     return Path(os.environ.get("VAULT_DISTILL_CONVERTER", CONVERTER_DIR))
 
 
-def convert_to_gguf(model_dir: str | Path, out_file: str | Path, outtype: str, log_file: str | Path) -> None:
+def run_converter(name: str, args: list[str], out_file: str | Path, log_file: str | Path) -> None:
+    """Run one of llama.cpp's converters (`name` in converter_dir()), its output in the log."""
     where = converter_dir()
-    script = where / "convert_hf_to_gguf.py"
+    script = where / name
     if not script.is_file():
         raise ConversionError(f"llama.cpp converter not found at {script}; run `make setup`")
     env = dict(os.environ)
     # The converter's own gguf-py goes first: it must match the converter, not the gguf
     # package that transformers uses for reading GGUF files.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(where / "gguf-py"), env.get("PYTHONPATH")]))
-    argv = [sys.executable, str(script), str(model_dir), "--outtype", outtype, "--outfile", str(out_file)]
+    argv = [sys.executable, str(script), *args, "--outfile", str(out_file)]
     with open(log_file, "a", encoding="utf-8") as handle:
         handle.write("$ " + " ".join(argv) + "\n")
         handle.flush()
@@ -73,7 +90,11 @@ def convert_to_gguf(model_dir: str | Path, out_file: str | Path, outtype: str, l
                 " faithfully; use a base model that llama.cpp supports."
             )
         Path(out_file).unlink(missing_ok=True)
-        raise ConversionError(f"convert_hf_to_gguf.py exited {done.returncode}.{hint}\n" + "\n".join(tail))
+        raise ConversionError(f"{name} exited {done.returncode}.{hint}\n" + "\n".join(tail))
+
+
+def convert_to_gguf(model_dir: str | Path, out_file: str | Path, outtype: str, log_file: str | Path) -> None:
+    run_converter("convert_hf_to_gguf.py", [str(model_dir), "--outtype", outtype], out_file, log_file)
 
 
 @dataclass
@@ -89,6 +110,8 @@ class GgufCheck:
     max_relative_logit_error: float
     hf_greedy: list[int]
     gguf_greedy: list[int]
+    # LoRA serving only: the largest logit difference from the merged GGUF along hf_greedy.
+    max_logit_diff_vs_merged_gguf: float | None = None
 
 
 def gguf_chat_prompt(llm, messages: list[dict]) -> str:
@@ -160,8 +183,12 @@ def check_tokenization(llm, tokenizer, prompt: str, prompt_ids: list[int]) -> li
     return resegmented
 
 
-def hf_greedy(hf_dir: str | Path, tokenizer, prompt_ids: list[int], n_tokens: int) -> tuple[list[int], list]:
-    """The merged HF model's greedy tokens after the prompt, and the logits of each step.
+def hf_greedy(
+    hf_dir: str | Path, tokenizer, prompt_ids: list[int], n_tokens: int, adapter_dir: str | Path | None = None
+) -> tuple[list[int], list]:
+    """The merged HF model's greedy tokens after the prompt, and the logits of each step. With
+    `adapter_dir`, `hf_dir` is the bf16 base and the adapter is merged into it in memory, as the
+    merge stage merges it: the same model, without a merged folder on disk.
 
     The model runs in bf16, the dtype its weights are saved in: 2 bytes a weight, where an fp32
     copy took 4 (28 GB at 7B). bf16 activations move the logits by far less than Q8_0 does
@@ -173,6 +200,10 @@ def hf_greedy(hf_dir: str | Path, tokenizer, prompt_ids: list[int], n_tokens: in
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.bfloat16)
+    if adapter_dir is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     model.eval()
     with torch.no_grad():
         generated = model.generate(
@@ -190,17 +221,30 @@ def hf_greedy(hf_dir: str | Path, tokenizer, prompt_ids: list[int], n_tokens: in
     return tokens, logits
 
 
+def teacher_forced_logits(llm, prompt_ids: list[int], tokens: list[int]) -> list:
+    """llama.cpp's logits before each of `tokens`, each token fed in after its step: every
+    position sees the same context, whatever the model would have picked."""
+    import numpy as np
+
+    llm.reset()
+    llm.eval(prompt_ids)
+    logits = []
+    for token in tokens:
+        logits.append(np.array(llm.scores[llm.n_tokens - 1]))
+        llm.eval([token])
+    return logits
+
+
 def compare_greedy(llm, prompt_ids: list[int], hf_tokens: list[int], hf_logits: list) -> dict:
     """(4) Teacher-forced along the HF greedy path, so that every position sees the same context:
     the GGUF picks the HF token wherever the HF margin is too wide for rounding to flip it."""
     import numpy as np
 
-    llm.reset()
-    llm.eval(prompt_ids)
     result = {"gguf_tokens": [], "agreed": 0, "flips": 0, "errors": [], "relative_errors": []}
-    for position, hf_token in enumerate(hf_tokens):
+    for position, (hf_token, got) in enumerate(
+        zip(hf_tokens, teacher_forced_logits(llm, prompt_ids, hf_tokens), strict=True)
+    ):
         reference = hf_logits[position].numpy()
-        got = np.asarray(llm.scores[llm.n_tokens - 1])
         error = float(np.max(np.abs(got - reference)))
         relative = error / float(reference.max() - reference.min())
         result["errors"].append(error)
@@ -223,8 +267,15 @@ def compare_greedy(llm, prompt_ids: list[int], hf_tokens: list[int], hf_logits: 
                 f"greedy token {position} differs (GGUF {gguf_token}, HF {hf_token}) although the HF margin "
                 f"{margin:.2f} exceeds twice the logit error {error:.2f}: rounding cannot explain it"
             )
-        llm.eval([hf_token])
     return result
+
+
+@dataclass(frozen=True)
+class LoraServing:
+    """A task served as a LoRA GGUF on the base GGUF, checked against base + PEFT adapter."""
+
+    lora_file: str | Path
+    adapter_dir: str | Path
 
 
 def check_gguf(
@@ -234,20 +285,25 @@ def check_gguf(
     prompt: str,
     n_tokens: int,
     threads: int = 1,
+    lora: LoraServing | None = None,
 ) -> GgufCheck:
     """Fail unless the GGUF (1) loads in llama.cpp, (2) builds the same chat prompt as HF's
     apply_chat_template for every conversation, (3) tokenizes the held-out prompt into the
     same pieces, but for whitespace_resegmentations, and (4) agrees with the merged HF model's
     greedy completion of it on the first `n_tokens` tokens, wherever the HF margin is too wide
-    for rounding to flip the choice."""
+    for rounding to flip the choice. With `lora`, the GGUF is the base with the task's LoRA GGUF
+    applied, and the HF model is the base with the task's adapter merged in."""
     from llama_cpp import Llama
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    hf_tokens, hf_logits = hf_greedy(hf_dir, tokenizer, prompt_ids, n_tokens)  # first: one model in memory at a time
+    adapter_dir = lora.adapter_dir if lora else None
+    # First: one model in memory at a time.
+    hf_tokens, hf_logits = hf_greedy(hf_dir, tokenizer, prompt_ids, n_tokens, adapter_dir)
     llm = Llama(
         model_path=str(gguf_file),
+        lora_path=str(lora.lora_file) if lora else None,
         n_ctx=len(prompt_ids) + n_tokens + 8,
         n_threads=max(1, threads),
         logits_all=True,
@@ -309,14 +365,20 @@ def check_base_gguf(gguf_file: str | Path, hf_dir: str | Path, n_tokens: int, th
 
 
 def check_task_gguf(
-    gguf_file: str | Path, hf_dir: str | Path, examples: list[dict], held_out: list[dict], n_tokens: int, threads: int
+    gguf_file: str | Path,
+    hf_dir: str | Path,
+    examples: list[dict],
+    held_out: list[dict],
+    n_tokens: int,
+    threads: int,
+    lora: LoraServing | None = None,
 ) -> GgufCheck:
     """check_gguf for a tuned model, on its first held-out example: the conversation shapes
     built from that example's messages, and its SFT prompt for the greedy comparison."""
     messages = {example["id"]: example["messages"] for example in examples}[held_out[0]["id"]]
     system, user, answer = (message["content"] for message in messages)
     conversations = probe_conversations(system, user, answer)
-    return check_gguf(gguf_file, hf_dir, conversations, held_out[0]["prompt"], n_tokens, threads)
+    return check_gguf(gguf_file, hf_dir, conversations, held_out[0]["prompt"], n_tokens, threads, lora)
 
 
 def convert_and_check(
@@ -327,10 +389,14 @@ def convert_and_check(
     log_file: str | Path,
     run_check: Callable[[Path], GgufCheck],
 ) -> GgufCheck:
-    """Convert, check, and record the check. A file that fails its check is deleted, so that
-    it never looks finished to Snakemake or to a user."""
-    out = Path(out_file)
-    convert_to_gguf(model_dir, out, outtype, log_file)
+    """Convert, check, and record the check (see record_check)."""
+    convert_to_gguf(model_dir, out_file, outtype, log_file)
+    return record_check(Path(out_file), check_file, run_check)
+
+
+def record_check(out: Path, check_file: str | Path, run_check: Callable[[Path], GgufCheck]) -> GgufCheck:
+    """Check a converted file and record the check. A file that fails its check is deleted, so
+    that it never looks finished to Snakemake or to a user."""
     try:
         check = run_check(out)
     except Exception:
@@ -348,4 +414,90 @@ def convert_and_check(
         check.compared_tokens,
         check.near_tie_flips,
     )
+    return check
+
+
+# Tensor names in a PEFT adapter that convert_lora_to_gguf.py turns into a llama.cpp LoRA.
+LORA_TENSOR = ("lora_A.weight", "lora_B.weight")
+
+
+class AdapterNotServable(ValueError):
+    """The PEFT adapter carries weights that a llama.cpp LoRA adapter cannot."""
+
+
+def check_servable_adapter(adapter_dir: str | Path) -> None:
+    """Only lora_A/lora_B pairs become a GGUF adapter. The train stage trains the end-of-turn
+    token's embedding row when the base never learned it (train_metrics.json,
+    end_of_turn_row_trained): that row lives only in the merged model."""
+    from safetensors import safe_open
+
+    with safe_open(str(Path(adapter_dir) / "adapter_model.safetensors"), framework="pt") as weights:
+        other = [name for name in weights.keys() if not name.endswith(LORA_TENSOR)]  # noqa: SIM118
+    if other:
+        raise AdapterNotServable(
+            f"{adapter_dir}: the adapter carries {len(other)} tensor(s) that are not LoRA pairs (e.g. {other[0]}), "
+            "which a llama.cpp LoRA GGUF cannot: the end-of-turn embedding row trained for a base that never "
+            "learned it (train_metrics.json: end_of_turn_row_trained). Serve this base with gguf.deploy: merged"
+        )
+
+
+def convert_adapter_to_gguf(
+    adapter_dir: str | Path, base_dir: str | Path, out_file: str | Path, log_file: str | Path
+) -> None:
+    """The task's PEFT adapter as a llama.cpp LoRA GGUF, with llama.cpp's own converter; the base
+    folder gives the architecture (its config only: no weights are read)."""
+    check_servable_adapter(adapter_dir)
+    args = ["--base", str(base_dir), "--outtype", LORA_OUTTYPE, str(adapter_dir)]
+    run_converter("convert_lora_to_gguf.py", args, out_file, log_file)
+
+
+def logit_difference(
+    base_gguf: str | Path,
+    lora_file: str | Path,
+    merged_gguf: str | Path,
+    prompt_ids: list[int],
+    tokens: list[int],
+    threads: int,
+) -> float:
+    """The largest logit difference between the LoRA on the base GGUF and the merged GGUF,
+    teacher-forced along the same tokens: what serving adapters costs against merged files."""
+    from llama_cpp import Llama
+
+    scores = []
+    for model_path, lora_path in ((base_gguf, lora_file), (merged_gguf, None)):
+        llm = Llama(
+            model_path=str(model_path),
+            lora_path=str(lora_path) if lora_path else None,
+            n_ctx=len(prompt_ids) + len(tokens) + 8,
+            n_threads=max(1, threads),
+            logits_all=True,
+            verbose=False,
+        )
+        scores.append(teacher_forced_logits(llm, prompt_ids, tokens))
+        llm.close()
+    return round(max(float(abs(a - b).max()) for a, b in zip(*scores, strict=True)), 4)
+
+
+def check_task_lora(
+    lora_file: str | Path,
+    base: tuple[str | Path, str | Path],
+    adapter_dir: str | Path,
+    held_out: tuple[list[dict], list[dict]],
+    n_tokens: int,
+    threads: int,
+    merged_gguf: str | Path | None = None,
+) -> GgufCheck:
+    """check_task_gguf for the LoRA GGUF on `base` = (base GGUF, bf16 base folder), against that
+    base with `adapter_dir` merged in; with `merged_gguf`, its logit difference from that file too."""
+    from transformers import AutoTokenizer
+
+    base_gguf, base_dir = base
+    examples, val_rows = held_out
+    lora = LoraServing(lora_file, adapter_dir)
+    check = check_task_gguf(base_gguf, base_dir, examples, val_rows, n_tokens, threads, lora)
+    if merged_gguf is not None:
+        prompt_ids = AutoTokenizer.from_pretrained(str(base_dir))(val_rows[0]["prompt"], add_special_tokens=False)
+        check.max_logit_diff_vs_merged_gguf = logit_difference(
+            base_gguf, lora_file, merged_gguf, prompt_ids["input_ids"], check.hf_greedy, threads
+        )
     return check

@@ -22,6 +22,7 @@ import statistics
 import time
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 import jsonschema
 
@@ -38,7 +39,10 @@ NOT_AN_OBJECT = "JSON, not an object"
 SCHEMA_ERRORS = "schema errors"
 OUTCOMES = (COMPLIANT, TRUNCATED, PROSE_AROUND_JSON, NOT_JSON, NOT_AN_OBJECT, SCHEMA_ERRORS)
 
-MODELS = ("base", "tuned")
+# The arms, in the order they are shown: the base GGUF, the merged tuned GGUF, and the task's
+# LoRA GGUF on the base GGUF (gguf.deploy says which tuned ones are built).
+MODELS = ("base", "tuned", "tuned_adapter")
+TUNED_MODELS = MODELS[1:]
 
 COMPLIANCE_RULE = (
     "compliant: the whole answer (surrounding whitespace aside) is one JSON object that validates "
@@ -48,6 +52,19 @@ COMPLIANCE_RULE = (
 
 class EvaluationError(ValueError):
     """Evaluation inputs that cannot be scored; the message names the file."""
+
+
+class ServedModel(NamedTuple):
+    """A GGUF as llama.cpp serves it: a whole model, or a base with a LoRA GGUF applied."""
+
+    gguf: str | Path
+    lora: str | Path | None = None
+
+
+def tuned_model(models) -> str:
+    """The tuned arm a headline figure is about: the merged model, or the adapter where it is
+    the only deployment."""
+    return next(model for model in TUNED_MODELS if model in models)
 
 
 def _field(path: list, name: str | None = None) -> str:
@@ -159,12 +176,13 @@ def held_out_chats(val_rows: list[dict], val_file: str | Path) -> list[dict]:
     return chats
 
 
-def load_gguf(gguf_file: str | Path, n_ctx: int, decoding: dict, threads: int = 1):
-    """A llama.cpp model set up to decode as `decoding` says."""
+def load_gguf(gguf_file: str | Path, n_ctx: int, decoding: dict, threads: int = 1, lora_file=None):
+    """A llama.cpp model set up to decode as `decoding` says, with `lora_file` applied if given."""
     from llama_cpp import Llama
 
     return Llama(
         model_path=str(gguf_file),
+        lora_path=str(lora_file) if lora_file else None,
         n_ctx=n_ctx,
         n_threads=max(1, threads),
         n_threads_batch=max(1, threads),
@@ -267,9 +285,9 @@ def reference_answer(completion: str) -> str:
 
 def build_evaluation(task: str, chats: list[dict], scored: dict[str, list[dict]], settings: dict) -> dict:
     """eval.json: settings, per-model totals and every answer side by side."""
-    missing = [model for model in MODELS if model not in scored]
-    if missing:
-        raise EvaluationError(f"no answers for {', '.join(missing)}")
+    if "base" not in scored or not any(model in scored for model in TUNED_MODELS):
+        raise EvaluationError(f"no answers for base and a tuned model (got: {', '.join(scored) or 'none'})")
+    models = [model for model in MODELS if model in scored]
     answers = []
     for index, chat in enumerate(chats):
         answers.append(
@@ -277,14 +295,14 @@ def build_evaluation(task: str, chats: list[dict], scored: dict[str, list[dict]]
                 "id": chat["id"],
                 "input": chat["messages"][-1]["content"],
                 "reference": reference_answer(chat["reference"]),
-                **{model: scored[model][index] for model in MODELS},
+                **{model: scored[model][index] for model in models},
             }
         )
     return {
         "task": task,
         "compliance_rule": COMPLIANCE_RULE,
         "settings": settings,
-        "models": {model: aggregate(scored[model]) for model in MODELS},
+        "models": {model: aggregate(scored[model]) for model in models},
         "answers": answers,
     }
 
@@ -294,19 +312,22 @@ def evaluate_task(
     val_rows: list[dict],
     val_file: str | Path,
     schema: dict,
-    ggufs: dict[str, str | Path],
+    ggufs: dict[str, ServedModel],
     decoding: dict,
     n_ctx: int,
     threads: int = 1,
     progress_factory=None,
 ) -> dict:
-    """Both models on every held-out input, scored. `ggufs` maps base/tuned to files."""
+    """Every model on every held-out input, scored. `ggufs` maps base and the tuned arms
+    (MODELS) to what llama.cpp serves."""
     jsonschema.Draft202012Validator.check_schema(schema)
     chats = held_out_chats(val_rows, val_file)
     scored = {}
-    for model in MODELS:
+    for model, served in ggufs.items():
         progress = progress_factory(model, len(chats)) if progress_factory else None
-        answers = answer_chats(load_gguf(ggufs[model], n_ctx, decoding, threads), chats, decoding, progress=progress)
+        llm = load_gguf(served.gguf, n_ctx, decoding, threads, served.lora)
+        answers = answer_chats(llm, chats, decoding, progress=progress)
+        llm.close()
         if progress is not None:
             progress.close()
         scored[model] = score_model_answers(answers, schema)
@@ -316,7 +337,7 @@ def evaluate_task(
         "decoding": decoding,
         "grammar": None,
         "threads": threads,
-        "ggufs": {model: str(ggufs[model]) for model in MODELS},
+        "ggufs": {model: " + ".join(str(path) for path in served if path) for model, served in ggufs.items()},
     }
     from llama_cpp import __version__ as llama_cpp_version
 
@@ -350,11 +371,13 @@ def render_samples(evaluation: dict, samples: int, input_chars: int = 600) -> st
     """eval_samples.md: the first `samples` held-out inputs, base and tuned answers side by side."""
     models = evaluation["models"]
     answers = evaluation["answers"][:samples]
+    tuned = " and ".join(
+        f"{model} {models[model]['compliant']}/{models[model]['answers']}" for model in TUNED_MODELS if model in models
+    )
     lines = [
         f"# {evaluation['task']}: base vs tuned on held-out inputs",
         "",
-        f"Format compliance: base {models['base']['compliant']}/{models['base']['answers']} → "
-        f"tuned {models['tuned']['compliant']}/{models['tuned']['answers']}. "
+        f"Format compliance: base {models['base']['compliant']}/{models['base']['answers']} → {tuned}. "
         f"Showing {len(answers)} of {len(evaluation['answers'])} inputs.",
         "",
         f"{COMPLIANCE_RULE[0].upper()}{COMPLIANCE_RULE[1:]}.",
@@ -364,7 +387,7 @@ def render_samples(evaluation: dict, samples: int, input_chars: int = 600) -> st
         if len(shown) > input_chars:
             shown = shown[:input_chars] + f"\n[... {len(answer['input']) - input_chars} more characters]"
         lines += ["", f"## {number}. `{answer['id']}`", "", "Input:", "", _block(shown)]
-        for model in MODELS:
+        for model in models:
             lines += ["", f"**{model}**: {_verdict(answer[model])}", "", _block(answer[model]["text"])]
         lines += ["", "**teacher** (the reference the tuned model learned from):", "", _block(answer["reference"])]
     return "\n".join(lines) + "\n"

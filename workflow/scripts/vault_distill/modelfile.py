@@ -81,12 +81,28 @@ def _check_value(what: str, value: str) -> None:
             raise ValueError(f"{what} contains U+{ord(char):04X}, which Ollama's Modelfile parser would drop")
 
 
-def render_modelfile(gguf_file: str, template: OllamaTemplate, system_prompt: str, num_ctx: int, decoding: dict) -> str:
-    """Modelfile text for a GGUF that sits next to it, with every sampling setting of `decoding`
-    stated (see decoding.py). Raises ValueError for values Ollama cannot read back."""
-    if not gguf_file or gguf_file.startswith("/") or any(c in gguf_file for c in "\r\n"):
-        raise ValueError(f"gguf_file must be a path relative to the Modelfile on one line, got {gguf_file!r}")
-    _check_value("gguf_file", gguf_file)
+def _relative(what: str, path: str) -> str:
+    """`path` as Ollama reads a file next to the Modelfile: ./name, or ../folder/name."""
+    if not path or path.startswith("/") or any(c in path for c in "\r\n"):
+        raise ValueError(f"{what} must be a path relative to the Modelfile on one line, got {path!r}")
+    _check_value(what, path)
+    return path if path.startswith("../") else f"./{path}"
+
+
+def render_modelfile(
+    gguf_file: str,
+    template: OllamaTemplate,
+    system_prompt: str,
+    num_ctx: int,
+    decoding: dict,
+    adapter_file: str | None = None,
+) -> str:
+    """Modelfile text for a GGUF at `gguf_file` relative to it (with `adapter_file`: the base GGUF,
+    and the task's LoRA GGUF on it), with every sampling setting of `decoding` stated (see
+    decoding.py). Raises ValueError for values Ollama cannot read back."""
+    model_lines = [f"FROM {_relative('gguf_file', gguf_file)}"]
+    if adapter_file is not None:
+        model_lines.append(f"ADAPTER {_relative('adapter_file', adapter_file)}")
     _check_value("TEMPLATE", template.template)
     _check_value("SYSTEM", system_prompt)
     for stop in template.stops:
@@ -97,7 +113,7 @@ def render_modelfile(gguf_file: str, template: OllamaTemplate, system_prompt: st
         raise ValueError(f"num_ctx must be a positive integer, got {num_ctx!r}")
 
     lines = [
-        f"FROM ./{gguf_file}",
+        *model_lines,
         f'TEMPLATE """{template.template}"""',
         *(f'PARAMETER stop "{stop}"' for stop in template.stops),
         f'SYSTEM """{system_prompt}"""',

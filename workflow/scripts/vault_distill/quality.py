@@ -4,7 +4,8 @@ content comes to the teacher's, on enough held-out inputs to tell 50% from 90%.
 Four arms answer the same held-out inputs, all decoded as the Modelfile says (decoding.py):
 - `base`: the base GGUF, prompted only;
 - `base_grammar`: the base GGUF constrained to the task's JSON schema, as Ollama's `format` does;
-- `tuned` and `tuned_grammar`: the same for the task's tuned GGUF.
+- `tuned` and `tuned_grammar`: the same for the task's tuned GGUF;
+- `tuned_adapter` (when gguf.deploy ships adapters): the task's LoRA GGUF on the base GGUF, prompted only.
 
 Held-out inputs are every extracted input the train split did not use: the val split first
 (they have a teacher answer), then the inputs no split used, in the split's hash order.
@@ -32,6 +33,9 @@ from .split import DroppedExample, build_example, split_order
 ARMS = ("base", "base_grammar", "tuned", "tuned_grammar")
 BASE_ARMS = ("base", "base_grammar")
 TUNED_ARMS = ("tuned", "tuned_grammar")
+# With gguf.deploy adapter or both: the task's LoRA GGUF on the base GGUF, prompted only.
+ADAPTER_ARMS = ("tuned_adapter",)
+ALL_ARMS = ARMS + ADAPTER_ARMS
 # 97.5th percentile of the standard normal: a two-sided 95% interval.
 Z95 = 1.959963984540054
 # A schema-valid answer whose mean field agreement with the teacher is below this is counted
@@ -201,12 +205,14 @@ def answer_arms(
     n_ctx: int,
     threads: int = 1,
     progress_factory=None,
+    lora_file: str | Path | None = None,
 ) -> dict[str, dict]:
-    """Each arm's answers from one loaded GGUF: `<model>_grammar` arms decode under the schema."""
+    """Each arm's answers from one loaded GGUF (with `lora_file` applied, if given):
+    `<model>_grammar` arms decode under the schema."""
     if not heldout:
         raise QualityError("no held-out inputs: every extracted input went into the train split")
     jsonschema.Draft202012Validator.check_schema(schema)
-    llm = load_gguf(gguf_file, n_ctx, decoding, threads)
+    llm = load_gguf(gguf_file, n_ctx, decoding, threads, lora_file)
     records = {}
     for arm in arms:
         grammar = arm.endswith("_grammar")
@@ -217,6 +223,7 @@ def answer_arms(
         records[arm] = {
             "arm": arm,
             "gguf": str(gguf_file),
+            "lora": str(lora_file) if lora_file else None,
             "grammar": grammar,
             "decoding": decoding,
             "n_ctx": n_ctx,
@@ -289,13 +296,13 @@ def arm_statistics(scored: list[dict]) -> dict:
 
 
 def task_quality(heldout: list[dict], references: dict[str, str], arms: dict[str, list[dict]], schema: dict) -> dict:
-    """One task's arms, scored and summarised."""
+    """One task's arms (ARMS, and ADAPTER_ARMS where given), scored and summarised."""
     missing = [arm for arm in ARMS if arm not in arms]
     if missing:
         raise QualityError(f"no answers for the arm(s) {', '.join(missing)}")
     # A val row's reference is the answer the split holds; the teacher's labels fill in the rest.
     labels = {**references, **{row["id"]: row["reference"] for row in heldout if row["reference"] is not None}}
-    summary = {arm: arm_statistics(score_arm(arms[arm], heldout, labels, schema)) for arm in ARMS}
+    summary = {arm: arm_statistics(score_arm(arms[arm], heldout, labels, schema)) for arm in ALL_ARMS if arm in arms}
     summary["inputs"] = {
         "heldout": len(heldout),
         "val": sum(row["source"] == "val" for row in heldout),
@@ -331,7 +338,7 @@ def _interval(ci: list[float]) -> str:
 def summary_rows(quality: dict) -> list[dict[str, str]]:
     rows = []
     for task, arms in quality["tasks"].items():
-        for arm in ARMS:
+        for arm in quality["arms"]:
             stats = arms[arm]
             agreement = _percent(stats["field_agreement"])
             rows.append(
@@ -354,17 +361,17 @@ def outcome_table_rows(quality: dict) -> list[dict[str, str]]:
     return [
         {"task": task, "arm": arm, **{o: str(arms[arm]["outcomes"].get(o, 0)) for o in OUTCOMES}}
         for task, arms in quality["tasks"].items()
-        for arm in ARMS
+        for arm in quality["arms"]
     ]
 
 
 def field_table_rows(quality: dict) -> list[dict[str, str]]:
     rows = []
     for task, arms in quality["tasks"].items():
-        names = sorted({name for arm in ARMS for name in arms[arm]["fields"]})
+        names = sorted({name for arm in quality["arms"] for name in arms[arm]["fields"]})
         for name in names:
             row = {"task": task, "field": name}
-            for arm in ARMS:
+            for arm in quality["arms"]:
                 field = arms[arm]["fields"].get(name)
                 cell = "–" if field is None else _percent(field["mean"])
                 if field is not None and "within_1" in field:
@@ -388,7 +395,8 @@ def render_quality_markdown(quality: dict) -> str:
         "",
         "Arms: `base` and `tuned` are prompted only (the task's system prompt and the input), as Ollama "
         "serves them; `base_grammar` and `tuned_grammar` are constrained to the task's JSON schema as a "
-        "llama.cpp grammar, which is what Ollama's `format` does.",
+        "llama.cpp grammar, which is what Ollama's `format` does; `tuned_adapter`, where built, is the "
+        "task's LoRA GGUF on the base GGUF, prompted only, as `snakemake serve` and an Ollama ADAPTER serve it.",
         "",
         f"{quality['compliance_rule'][0].upper()}{quality['compliance_rule'][1:]}. The interval is Wilson's, 95%.",
         "",
@@ -414,18 +422,19 @@ def plot_quality(quality: dict, out: str | Path) -> None:
     """Compliance rate per task and arm, with Wilson 95% interval bars."""
     plt = _pyplot()
     tasks = list(quality["tasks"])
-    width = 0.2
+    arms = quality["arms"]
+    width = 0.8 / len(arms)
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(tasks)), 4))
-    for index, arm in enumerate(ARMS):
+    for index, arm in enumerate(arms):
         stats = [quality["tasks"][task][arm] for task in tasks]
         rates = [s["rate"] for s in stats]
         errors = [[s["rate"] - s["ci95"][0] for s in stats], [s["ci95"][1] - s["rate"] for s in stats]]
-        positions = [t + (index - 1.5) * width for t in range(len(tasks))]
+        positions = [t + (index - (len(arms) - 1) / 2) * width for t in range(len(tasks))]
         ax.bar(positions, rates, width, yerr=errors, capsize=3, label=arm)
     ax.set_xticks(range(len(tasks)), tasks)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("format compliance (Wilson 95% CI)")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), fontsize="small", ncols=len(ARMS), frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), fontsize="small", ncols=len(arms), frameon=False)
     fig.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
@@ -442,7 +451,7 @@ def quality_files(task: str, results: str = "results") -> dict[str, str]:
         "heldout": f"{folder}/heldout.jsonl",
         "unseen_inputs": f"{folder}/unseen_inputs.jsonl",
         "teacher": f"{folder}/teacher.jsonl",
-        **{arm: f"{folder}/answers/{arm}.json" for arm in ARMS},
+        **{arm: f"{folder}/answers/{arm}.json" for arm in ALL_ARMS},
     }
 
 
@@ -453,17 +462,20 @@ def build_quality(
     decoding_line: str,
     teacher_labels: bool,
     results: str = "results",
+    arms: tuple[str, ...] = ARMS,
 ) -> dict:
-    """quality.json over every task in `schemas` (task -> its output schema file)."""
+    """quality.json over every task in `schemas` (task -> its output schema file), for `arms`
+    (ARMS, and ADAPTER_ARMS where gguf.deploy ships adapters)."""
     tasks = {}
     for task, schema_file in schemas.items():
         files = quality_files(task, results)
         heldout = read_jsonl(files["heldout"])
         references = teacher_references(read_jsonl(files["teacher"])) if teacher_labels else {}
-        arms = {arm: read_arm(files[arm])["answers"] for arm in ARMS}
+        answers = {arm: read_arm(files[arm])["answers"] for arm in arms}
         schema = json.loads(Path(schema_file).read_text(encoding="utf-8"))
-        tasks[task] = task_quality(heldout, references, arms, schema)
+        tasks[task] = task_quality(heldout, references, answers, schema)
     return {
+        "arms": list(arms),
         "tasks": tasks,
         "base_model": base_model,
         "teacher": {"backend": teacher["backend"], "model": teacher["model"]},

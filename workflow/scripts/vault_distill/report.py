@@ -16,11 +16,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .convert import base_gguf_path, lora_gguf_path, merged_gguf_path
 from .decoding import describe_decoding
+from .evaluate import tuned_model
 
 # The per-task and shared stages whose benchmark files the report reads, in pipeline order. A
-# stage's rule, log and benchmark file share its name.
-TASK_STAGES = ("teach", "train", "merge", "convert", "evaluate")
+# stage's rule, log and benchmark file share its name. Which of them ran depends on gguf.deploy.
+TASK_STAGES = ("teach", "train", "merge", "convert", "convert_adapter", "evaluate")
+MERGED_STAGES = ("merge", "convert")
+ADAPTER_STAGES = ("convert_adapter",)
 BASE_STAGES = ("base", "quantize", "base_gguf")
 
 TABLE_COLUMNS = (
@@ -39,20 +43,33 @@ class ReportError(ValueError):
     """A result file the report needs is missing or unreadable; the message names it."""
 
 
-def task_files(task: str, results: str = "results") -> dict[str, str]:
-    """Every file the report reads for one task (also the report rule's inputs)."""
+def task_stages(deploy: str = "merged") -> tuple[str, ...]:
+    """The task stages that run for what gguf.deploy ships (merged, adapter or both)."""
+    skipped = (ADAPTER_STAGES if deploy == "merged" else ()) + (MERGED_STAGES if deploy == "adapter" else ())
+    return tuple(stage for stage in TASK_STAGES if stage not in skipped)
+
+
+def task_files(task: str, results: str = "results", deploy: str = "merged", gguf_type: str = "Q8_0") -> dict[str, str]:
+    """Every file the report reads for one task (also the report rule's inputs): the deployed
+    GGUFs are read for their size on disk."""
     files = {
         "evaluation": f"{results}/{task}/eval.json",
         "metrics": f"{results}/{task}/train_metrics.json",
         "history": f"{results}/{task}/train_log.csv",
         "sft_stats": f"{results}/{task}/sft/stats.json",
     }
-    files.update({f"benchmark_{stage}": f"{results}/benchmarks/{task}/{stage}.tsv" for stage in TASK_STAGES})
+    stages = task_stages(deploy)
+    files.update({f"benchmark_{stage}": f"{results}/benchmarks/{task}/{stage}.tsv" for stage in stages})
+    if "convert" in stages:
+        files["gguf_merged"] = merged_gguf_path(task, gguf_type, results)
+    if "convert_adapter" in stages:
+        files["gguf_adapter"] = lora_gguf_path(task, results)
     return files
 
 
-def base_files(results: str = "results") -> dict[str, str]:
-    return {f"benchmark_{stage}": f"{results}/benchmarks/{stage}.tsv" for stage in BASE_STAGES}
+def base_files(results: str = "results", gguf_type: str = "Q8_0") -> dict[str, str]:
+    files = {f"benchmark_{stage}": f"{results}/benchmarks/{stage}.tsv" for stage in BASE_STAGES}
+    return {**files, "gguf_base": base_gguf_path(gguf_type, results)}
 
 
 def _existing(path: str | Path) -> Path:
@@ -119,9 +136,16 @@ class TaskResult:
     benchmarks: dict[str, dict]
     # tasks.<task>.meaningful_examples: fewer SFT examples than this flags the task's figures.
     meaningful_examples: int = 0
+    # Bytes on disk of each deployed GGUF: merged, adapter (the LoRA file alone).
+    disk_bytes: dict[str, int] | None = None
 
     def compliance(self, model: str) -> dict:
         return self.evaluation["models"][model]
+
+    @property
+    def tuned(self) -> str:
+        """The tuned arm of the headline figures (tuned, or tuned_adapter when only it is built)."""
+        return tuned_model(self.evaluation["models"])
 
     @property
     def sft_examples(self) -> int:
@@ -132,12 +156,14 @@ class TaskResult:
         return self.sft_examples < self.meaningful_examples
 
 
-def load_task(task: str, results: str = "results") -> TaskResult:
-    files = task_files(task, results)
+def load_task(task: str, results: str = "results", deploy: str = "merged", gguf_type: str = "Q8_0") -> TaskResult:
+    files = task_files(task, results, deploy, gguf_type)
     evaluation = read_json_file(files["evaluation"])
     metrics = read_json_file(files["metrics"])
-    for key in ("base", "tuned"):
-        if key not in evaluation.get("models", {}):
+    models = evaluation.get("models", {})
+    expected = ["base", *(["tuned"] if deploy != "adapter" else []), *(["tuned_adapter"] if deploy != "merged" else [])]
+    for key in expected:
+        if key not in models:
             raise ReportError(f"{files['evaluation']}: no results for the {key} model")
     if "hardware" not in metrics:
         raise ReportError(
@@ -149,7 +175,12 @@ def load_task(task: str, results: str = "results") -> TaskResult:
         metrics=metrics,
         history=read_history(files["history"]),
         max_length=read_json_file(files["sft_stats"])["max_length"],
-        benchmarks={stage: read_benchmark(files[f"benchmark_{stage}"]) for stage in TASK_STAGES},
+        benchmarks={stage: read_benchmark(files[f"benchmark_{stage}"]) for stage in task_stages(deploy)},
+        disk_bytes={
+            kind: _existing(files[f"gguf_{kind}"]).stat().st_size
+            for kind in ("merged", "adapter")
+            if f"gguf_{kind}" in files
+        },
     )
 
 
@@ -157,6 +188,10 @@ def load_base_benchmarks(results: str = "results") -> dict[str, dict]:
     return {
         stage: read_benchmark(path) for stage, path in ((s, base_files(results)[f"benchmark_{s}"]) for s in BASE_STAGES)
     }
+
+
+def base_gguf_bytes(results: str, gguf_type: str) -> int:
+    return _existing(base_gguf_path(gguf_type, results)).stat().st_size
 
 
 # Formatting ------------------------------------------------------------------------------
@@ -206,9 +241,18 @@ def table_row(result: TaskResult) -> dict[str, str]:
         "final train loss": format_loss(metrics["final_train_loss"]),
         "eval loss": format_loss(metrics["eval_loss"]),
         "format compliance base → tuned": (
-            f"{format_compliance(result.compliance('base'))} → {format_compliance(result.compliance('tuned'))}"
+            f"{format_compliance(result.compliance('base'))} → {format_compliance(result.compliance(result.tuned))}"
+            + adapter_note(result)
         ),
     }
+
+
+def adapter_note(result: TaskResult) -> str:
+    """Beside the merged model's figure, the same model served as base + LoRA adapter."""
+    models = result.evaluation["models"]
+    if result.tuned == "tuned_adapter" or "tuned_adapter" not in models:
+        return ""
+    return f" (as adapter: {format_compliance(models['tuned_adapter'])})"
 
 
 def _md_cell(text: str) -> str:
@@ -232,12 +276,12 @@ def html_table(columns: tuple[str, ...] | list[str], rows: list[dict]) -> str:
 def verdict(results: list[TaskResult]) -> tuple[str, list[str]]:
     """Whether the tuned models beat their bases on format compliance, and every task where
     one does not, with its numbers."""
-    worse = [r for r in results if r.compliance("tuned")["compliance"] <= r.compliance("base")["compliance"]]
+    worse = [r for r in results if r.compliance(r.tuned)["compliance"] <= r.compliance("base")["compliance"]]
     better = len(results) - len(worse)
     summary = f"The tuned model is more often format-compliant than its base in {better} of {len(results)} tasks."
     shortfalls = [
         f"{r.task}: the tuned model is not better than its base "
-        f"({format_compliance(r.compliance('base'))} → {format_compliance(r.compliance('tuned'))})."
+        f"({format_compliance(r.compliance('base'))} → {format_compliance(r.compliance(r.tuned))})."
         for r in worse
     ]
     shortfalls += [
@@ -262,7 +306,7 @@ def outcome_rows(results: list[TaskResult]) -> tuple[list[str], list[dict]]:
     ]
     rows = []
     for result in results:
-        for model in ("base", "tuned"):
+        for model in result.evaluation["models"]:
             summary = result.compliance(model)
             outcomes = ", ".join(f"{name}: {count}" for name, count in summary["outcomes"].items())
             fields = ", ".join(f"{name} ({count})" for name, count in list(summary["failing_fields"].items())[:3])
@@ -282,10 +326,10 @@ def outcome_rows(results: list[TaskResult]) -> tuple[list[str], list[dict]]:
 
 def timing_rows(results: list[TaskResult]) -> tuple[list[str], list[dict]]:
     """Wall time of each task's jobs, columns named by the rules that ran them."""
-    columns = ["task", *TASK_STAGES, "total"]
+    columns = ["task", *results[0].benchmarks, "total"]
     rows = []
     for result in results:
-        seconds = {stage: result.benchmarks[stage]["seconds"] for stage in TASK_STAGES}
+        seconds = {stage: result.benchmarks[stage]["seconds"] for stage in result.benchmarks}
         total = sum(s for s in seconds.values() if s is not None)
         rows.append(
             {
@@ -308,8 +352,25 @@ def shared_timing_rows(base: dict[str, dict]) -> tuple[list[str], list[dict]]:
 
 def total_job_seconds(results: list[TaskResult], base: dict[str, dict]) -> float:
     measured = [b["seconds"] for b in base.values()]
-    measured += [r.benchmarks[stage]["seconds"] for r in results for stage in TASK_STAGES]
+    measured += [b["seconds"] for r in results for b in r.benchmarks.values()]
     return sum(s for s in measured if s is not None)
+
+
+def disk_rows(results: list[TaskResult], base_bytes: int) -> tuple[list[str], list[dict]]:
+    """Bytes on disk of each deployment, per task and for all tasks: a merged GGUF is the whole
+    model each time; adapters share one base GGUF."""
+    kinds = [kind for kind in ("merged", "adapter") if kind in results[0].disk_bytes]
+    names = {"merged": "merged GGUF", "adapter": "LoRA GGUF on the shared base"}
+    columns = ["task", *(names[kind] for kind in kinds)]
+    rows = [{"task": r.task, **{names[k]: format_mb(r.disk_bytes[k] / 2**20) for k in kinds}} for r in results]
+    totals = {kind: sum(r.disk_bytes[kind] for r in results) for kind in kinds}
+    total_row = {"task": f"all {len(results)} tasks"}
+    if "merged" in totals:
+        total_row[names["merged"]] = format_mb(totals["merged"] / 2**20)
+    if "adapter" in totals:
+        whole = (base_bytes + totals["adapter"]) / 2**20
+        total_row[names["adapter"]] = f"{format_mb(whole)} (base {format_mb(base_bytes / 2**20)} once)"
+    return columns, [*rows, total_row]
 
 
 def describe_machine(record: dict) -> str:
@@ -352,9 +413,10 @@ def hardware_lines(results: list[TaskResult]) -> list[str]:
 
 
 def render_report(
-    results: list[TaskResult], base: dict[str, dict], base_model: str, gguf_type: str, plots: dict
+    results: list[TaskResult], base: dict[str, dict], base_model: str, gguf_type: str, plots: dict, disk: tuple
 ) -> str:
-    """results/report.md. `plots` maps `compliance` and each task to an image path relative to it."""
+    """results/report.md. `plots` maps `compliance` and each task to an image path relative to
+    it; `disk` is disk_rows' table."""
     summary, shortfalls = verdict(results)
     outcome_columns, outcomes = outcome_rows(results)
     timing_columns, timings = timing_rows(results)
@@ -386,6 +448,12 @@ def render_report(
         "",
         "Per-answer detail: `results/<task>/eval.json`; side by side: `results/<task>/eval_samples.md`.",
         "",
+        "## On disk",
+        "",
+        "Bytes of what each task ships, for each deployment built (`gguf.deploy`).",
+        "",
+        *markdown_table(*disk),
+        "",
         "## Where the time went",
         "",
         "Job wall times, from each job's benchmark file.",
@@ -405,7 +473,9 @@ def render_report(
     return "\n".join(lines) + "\n"
 
 
-def render_html_tables(results: list[TaskResult], base: dict[str, dict], base_model: str, gguf_type: str) -> str:
+def render_html_tables(
+    results: list[TaskResult], base: dict[str, dict], base_model: str, gguf_type: str, disk: tuple
+) -> str:
     """The report's tables as one HTML page, which `snakemake --report` shows inline."""
     summary, shortfalls = verdict(results)
     outcome_columns, outcomes = outcome_rows(results)
@@ -419,6 +489,7 @@ def render_html_tables(results: list[TaskResult], base: dict[str, dict], base_mo
         f"{html_table(TABLE_COLUMNS, [table_row(r) for r in results])}\n"
         f"<p>{html.escape(summary)}</p>{f'<ul>{items}</ul>' if items else ''}\n"
         f"<h3>Answers by outcome</h3>\n{html_table(outcome_columns, outcomes)}\n"
+        f"<h3>On disk</h3>\n{html_table(*disk)}\n"
         f"<h3>Job wall times</h3>\n{html_table(timing_columns, timings)}\n{html_table(shared_columns, shared)}\n"
         f"<p>All jobs together: {format_seconds(total_job_seconds(results, base))}.</p>\n</body></html>\n"
     )
@@ -458,11 +529,12 @@ def plot_compliance(results: list[TaskResult], out: str | Path) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(4.0, 1.4 * len(results) + 1.5), 3.6))
     width = 0.38
-    for offset, model, color in ((-width / 2, "base", "#999999"), (width / 2, "tuned", "#2a7ab0")):
-        values = [100 * r.compliance(model)["compliance"] for r in results]
+    for offset, model, color in ((-width / 2, "base", "#999999"), (width / 2, None, "#2a7ab0")):
+        summaries = [r.compliance(model or r.tuned) for r in results]
+        values = [100 * summary["compliance"] for summary in summaries]
         positions = [i + offset for i in range(len(results))]
-        bars = ax.bar(positions, values, width, label=model, color=color)
-        labels = [f"{r.compliance(model)['compliant']}/{r.compliance(model)['answers']}" for r in results]
+        bars = ax.bar(positions, values, width, label=model or "tuned", color=color)
+        labels = [f"{summary['compliant']}/{summary['answers']}" for summary in summaries]
         ax.bar_label(bars, labels=labels, fontsize=8, padding=2)
     ax.set_xticks(range(len(results)), [r.task for r in results])
     ax.set_ylim(0, 115)
@@ -484,6 +556,7 @@ def build_report(
     loss_pngs: dict[str, str | Path],
     results_dir: str = "results",
     meaningful_examples: dict[str, int] | None = None,
+    deploy: str = "merged",
 ) -> list[TaskResult]:
     """Read every task's results and write the report, its HTML tables and its plots."""
     if not tasks:
@@ -491,7 +564,7 @@ def build_report(
     missing_plots = [task for task in tasks if task not in loss_pngs]
     if missing_plots:
         raise ReportError(f"no loss plot path for {', '.join(missing_plots)}")
-    results = [load_task(task, results_dir) for task in tasks]
+    results = [load_task(task, results_dir, deploy, gguf_type) for task in tasks]
     for result in results:
         result.meaningful_examples = (meaningful_examples or {}).get(result.task, 0)
     base = load_base_benchmarks(results_dir)
@@ -506,6 +579,7 @@ def build_report(
         return Path(os.path.relpath(Path(path).resolve(), report_md.resolve().parent)).as_posix()
 
     plots = {"compliance": relative(compliance_png), **{task: relative(loss_pngs[task]) for task in tasks}}
-    report_md.write_text(render_report(results, base, base_model, gguf_type, plots), encoding="utf-8")
-    Path(tables_html).write_text(render_html_tables(results, base, base_model, gguf_type), encoding="utf-8")
+    disk = disk_rows(results, base_gguf_bytes(results_dir, gguf_type))
+    report_md.write_text(render_report(results, base, base_model, gguf_type, plots, disk), encoding="utf-8")
+    Path(tables_html).write_text(render_html_tables(results, base, base_model, gguf_type, disk), encoding="utf-8")
     return results
