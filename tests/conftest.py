@@ -110,7 +110,9 @@ def tiny_loras(tmp_path_factory, tiny_model_dir) -> dict:
     return {"base_gguf": base_gguf, "adapters": adapters, "loras": loras}
 
 
-def command_teacher_settings(cache_dir: Path, command: list[str], schema_retries: int = 0) -> dict:
+def command_teacher_settings(
+    cache_dir: Path, command: list[str], schema_retries: int = 0, reject_defects: tuple[str, ...] = ()
+) -> dict:
     """Teacher settings for the command backend: a real program on stdin/stdout, no retries of
     transport errors, answers cached under `cache_dir`."""
     return {
@@ -123,10 +125,12 @@ def command_teacher_settings(cache_dir: Path, command: list[str], schema_retries
         "temperature": 0.0,
         "max_tokens": 64,
         "seed": 0,
+        "repeat_penalty": 1.0,
         "n_ctx": 512,
         "timeout_s": 30,
         "max_retries": 0,
         "schema_retries": schema_retries,
+        "reject_defects": list(reject_defects),
         "cache_dir": str(cache_dir),
     }
 

@@ -7,6 +7,7 @@ import pytest
 from conftest import ROOT
 
 from vault_distill.evaluate import COMPLIANT, TRUNCATED
+from vault_distill.failure_modes import COPIED_PROMPT, TEXT_BEFORE_JSON, UNCLOSED_STRING
 from vault_distill.quality import (
     ALL_ARMS,
     ARMS,
@@ -144,39 +145,53 @@ VALID = json.dumps({"score": 4, "verdict": "keep", "strengths": ["clear"], "gaps
 REFERENCE = VALID
 
 
+JUDGE_CHAT = [
+    {"role": "system", "content": "Grade the note. strengths: up to 3 short strings."},
+    {"role": "user", "content": "=== KNOWLEDGE JUDGE DATA ===\n\n# A note\nNo sources."},
+]
+
+
+def row(row_id, source="val", reference=None):
+    return {"id": row_id, "source": source, "reference": reference, "messages": JUDGE_CHAT}
+
+
 def answer(answer_id, text, finish_reason="stop", tokens=20):
     return {"id": answer_id, "text": text, "finish_reason": finish_reason, "tokens": tokens, "seconds": 0.5}
 
 
 def test_arm_statistics_count_compliance_agreement_and_outcomes():
-    heldout = [{"id": f"x{n}", "reference": None} for n in range(4)]
+    heldout = [row(f"x{n}") for n in range(5)]
     wrong = json.dumps({"score": 1, "verdict": "archive", "strengths": [], "gaps": ["vague"]})
     answers = [
         answer("x0", VALID),
         answer("x1", wrong),
         answer("x2", VALID[:20], finish_reason="length", tokens=384),
         answer("x3", "A fine note."),
+        answer("x4", json.dumps({"score": 2, "verdict": "keep", "strengths": ["up to 3 short strings"], "gaps": []})),
     ]
     scored = score_arm(answers, heldout, {"x0": REFERENCE, "x1": REFERENCE, "x2": REFERENCE}, schema("judge"))
     stats = arm_statistics(scored)
-    assert (stats["n"], stats["compliant"], stats["rate"]) == (4, 2, 0.5)
-    assert stats["ci95"] == [round(v, 4) for v in wilson_interval(2, 4)]
+    assert (stats["n"], stats["compliant"], stats["rate"]) == (5, 3, 0.6)
+    assert stats["ci95"] == [round(v, 4) for v in wilson_interval(3, 5)]
     assert stats["labelled"] == 3 and stats["labelled_valid"] == 2
     assert stats["field_agreement"] == pytest.approx((1.0 + 0.0) / 2)
     assert stats["valid_but_wrong"] == 1
-    assert stats["outcomes"] == {COMPLIANT: 2, TRUNCATED: 1, "not JSON": 1}
+    assert stats["outcomes"] == {COMPLIANT: 3, TRUNCATED: 1, "not JSON": 1}
+    # The truncated answer stops inside its first string; the prose has no JSON to scan.
+    assert stats["failure_patterns"] == {UNCLOSED_STRING: 1, TEXT_BEFORE_JSON: 1}
+    assert stats["compliant_with_defects"] == {COPIED_PROMPT: 1}
     assert stats["ran_to_max_tokens"] == 1
-    assert stats["mean_answer_tokens"] == pytest.approx((20 * 3 + 384) / 4)
+    assert stats["mean_answer_tokens"] == pytest.approx((20 * 4 + 384) / 5)
     assert stats["fields"]["score"] == {"kind": "scale", "n": 2, "mean": 0.5, "within_1": 0.5}
 
 
 def test_answers_for_other_inputs_are_refused():
     with pytest.raises(QualityError, match="not for the held-out inputs"):
-        score_arm([answer("a", VALID)], [{"id": "b"}], {}, schema("judge"))
+        score_arm([answer("a", VALID)], [row("b")], {}, schema("judge"))
 
 
 def test_task_quality_has_every_arm_and_labels_from_both_sources():
-    heldout = [{"id": "v", "source": "val", "reference": REFERENCE}, {"id": "u", "source": "unseen", "reference": None}]
+    heldout = [row("v", reference=REFERENCE), row("u", source="unseen")]
     arms = {arm: [answer("v", VALID), answer("u", VALID)] for arm in ARMS}
     quality = task_quality(heldout, {"u": REFERENCE}, arms, schema("judge"))
     assert set(ARMS) <= set(quality)
@@ -189,8 +204,8 @@ def test_task_quality_has_every_arm_and_labels_from_both_sources():
 
 
 def test_markdown_report_has_every_task_and_arm_and_says_when_the_teacher_is_the_base():
-    heldout = [{"id": "v", "source": "val", "reference": REFERENCE}]
-    arms = {arm: [answer("v", VALID)] for arm in ALL_ARMS}
+    heldout = [row("v", reference=REFERENCE), row("w")]
+    arms = {arm: [answer("v", VALID), answer("w", VALID[:30], finish_reason="length")] for arm in ALL_ARMS}
     quality = {
         "arms": list(ALL_ARMS),
         "tasks": {"judge": task_quality(heldout, {}, arms, schema("judge"))},
@@ -202,7 +217,9 @@ def test_markdown_report_has_every_task_and_arm_and_says_when_the_teacher_is_the
         "agreement_rule": "field agreement: y",
     }
     text = render_quality_markdown(quality)
-    assert all(f"| judge | {arm} | 1 | 1/1 |" in text for arm in ALL_ARMS)  # the adapter arm too
+    assert all(f"| judge | {arm} | 2 | 1/2 |" in text for arm in ALL_ARMS)  # the adapter arm too
+    assert "| task | arm | object never closed |" in text  # only the patterns that occur get a column
+    assert all(f"| judge | {arm} | 1 |" in text for arm in ALL_ARMS)
     assert "teacher is the base model itself" in text
     assert not teacher_is_base({"backend": "openai", "model": "bundled:smollm2"}, "bundled:smollm2")
 

@@ -4,6 +4,7 @@ backends run in test_teach_backends.py."""
 
 import json
 import stat
+import sys
 
 import pytest
 from conftest import command_teacher_settings
@@ -78,6 +79,9 @@ def test_run_teacher_asks_the_first_inputs_rejects_bad_answers_and_pays_once(tmp
         "waited": 0,
         "accepted": 1,
         "rejected": 1,
+        "refused_for_defects": {},
+        "rejected_with_defects": 0,
+        "accepted_with_defects": {"repeated_items": 0, "copied_prompt": 0, "enum_as_list": 0},
     }
     calls = (tmp_path / "calls.log").read_text().count("call")
     assert calls == 3  # a once; b twice (one schema retry)
@@ -85,3 +89,59 @@ def test_run_teacher_asks_the_first_inputs_rejects_bad_answers_and_pays_once(tmp
     again = run_teacher(inputs, "Judge the note.", SCHEMA, config, max_examples=3)
     assert again.stats["cached"] == 2 and again.stats["generated"] == 1
     assert (tmp_path / "calls.log").read_text().count("call") == calls + 1
+
+
+LIST_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["verdict", "gaps"],
+    "properties": {"verdict": {"enum": ["keep", "archive"]}, "gaps": {"type": "array", "items": {"type": "string"}}},
+}
+
+
+def attempt_teacher(tmp_path, answers: dict[str, list[str]]):
+    """A real program that answers an input's Nth call with its Nth answer (the last one after)."""
+    script = tmp_path / "teacher.py"
+    log = tmp_path / "calls.log"
+    script.write_text(
+        "import json, sys\n"
+        f"answers = {json.dumps(answers)}\n"
+        "key = sys.stdin.read().strip().splitlines()[-1]\n"
+        f"log = open({str(log)!r}, 'a+'); log.seek(0); seen = log.read().split().count(key)\n"
+        "log.write(key + '\\n')\n"
+        "print(answers[key][min(seen, len(answers[key]) - 1)])\n",
+        encoding="utf-8",
+    )
+    return [sys.executable, str(script)], log
+
+
+def test_answers_with_content_defects_are_re_asked_and_the_cache_is_re_judged_without_paying(tmp_path):
+    repeated = '{"verdict": "keep", "gaps": ["no sources", "no sources"]}'
+    clean = '{"verdict": "keep", "gaps": ["no sources"]}'
+    command, log = attempt_teacher(tmp_path, {"a": [repeated, clean], "b": [repeated]})
+    inputs = [{"id": key, "sources": [f"{key}.md"], "user": key} for key in ("a", "b")]
+
+    def run(*defects):
+        settings = command_teacher_settings(tmp_path / "cache", command, schema_retries=1, reject_defects=defects)
+        return run_teacher(inputs, "Judge the note.", LIST_SCHEMA, settings, max_examples=2)
+
+    def calls():
+        return len(log.read_text().split())
+
+    accepting = run()
+    assert [e["messages"][2]["content"] for e in accepting.examples] == [repeated, repeated]
+    assert accepting.stats["accepted_with_defects"]["repeated_items"] == 2 and calls() == 2
+
+    # The check turned on: both cached answers are refused, and only the second attempts are paid.
+    checked = run("repeated_items")
+    assert [e["messages"][2]["content"] for e in checked.examples] == [clean]
+    assert [r["id"] for r in checked.rejects] == ["b"] and checked.rejects[0]["attempts"] == 2
+    assert checked.stats["refused_for_defects"] == {"repeated_items": 3}  # a once, b twice
+    assert checked.stats["rejected_with_defects"] == 1
+    assert checked.stats["accepted_with_defects"]["repeated_items"] == 0
+    assert calls() == 4
+
+    assert run("repeated_items").stats["generated"] == 0 and calls() == 4
+    # ... and turned off again: b's refused answer comes back from the cache, for free.
+    unchecked = run()
+    assert len(unchecked.examples) == 2 and unchecked.stats["generated"] == 0 and calls() == 4

@@ -86,6 +86,9 @@ TOKENIZER_FINGERPRINTS = "cache/tokenizer-fingerprints"
 # What changes a teacher answer (also the teacher cache's key): the teach jobs' rerun
 # trigger. Endpoint, timeouts, retries and the cache's place only change how it is asked.
 TEACHER_GENERATION = generation_identity(config["teacher"])
+# Which answers are kept (teacher.reject_defects): a rerun trigger, never part of the cache key,
+# so that a changed check re-judges the cached answers instead of paying for them again.
+TEACHER_ACCEPTANCE = {key: config["teacher"][key] for key in keys_with_role("teacher", "accepts")}
 
 
 # Input functions ----------------------------------------------------------------

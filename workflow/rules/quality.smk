@@ -52,6 +52,7 @@ rule quality_teach:
         gpu=0,
     params:
         teacher=TEACHER_GENERATION,
+        acceptance=TEACHER_ACCEPTANCE,
         examples=config["quality"]["max_inputs"],
     script:
         "../scripts/teach.py"

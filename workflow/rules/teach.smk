@@ -25,6 +25,7 @@ rule teach:
         gpu=0,
     params:
         teacher=TEACHER_GENERATION,
+        acceptance=TEACHER_ACCEPTANCE,
         examples=task_setting("examples"),
     script:
         "../scripts/teach.py"

@@ -12,10 +12,10 @@ run = run_teacher(
     inputs=read_jsonl(snakemake.input.inputs),
     system=Path(snakemake.input.system_prompt).read_text(encoding="utf-8").strip(),
     schema=json.loads(Path(snakemake.input.output_schema).read_text(encoding="utf-8")),
-    # params hold only what changes an answer (the rerun trigger); how it is asked (cache
+    # params hold only what changes an answer or which are kept (the rerun trigger); how it is asked (cache
     # folder, endpoint, timeouts, retries, key variable) comes from the config, so that
     # changing it reruns no teacher.
-    settings={**snakemake.config["teacher"], **snakemake.params.teacher},
+    settings={**snakemake.config["teacher"], **snakemake.params.teacher, **snakemake.params.acceptance},
     max_examples=snakemake.params.examples,
     threads=snakemake.threads,
     progress_file=sys.stderr,

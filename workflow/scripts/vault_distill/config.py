@@ -12,7 +12,7 @@ import yaml
 SCHEMA_FILE = Path(__file__).resolve().parents[3] / "config" / "schema.yaml"
 # The schema sections whose settings declare an x-role, and where their properties live.
 ROLE_SECTIONS = {"training": ("$defs", "training_values"), "teacher": ("properties", "teacher")}
-ROLES = ("makes", "runs")
+ROLES = ("makes", "accepts", "runs")
 
 
 class ConfigError(ValueError):

@@ -26,6 +26,7 @@ from pathlib import Path
 import jsonschema
 
 from .evaluate import COMPLIANCE_RULE, OUTCOMES, answer_chats, load_gguf, reference_answer, score_model_answers
+from .failure_modes import CONTENT_DEFECTS, PATTERNS, failure_patterns
 from .report import _pyplot, markdown_table
 from .runtime import read_jsonl
 from .split import DroppedExample, build_example, split_order
@@ -241,7 +242,9 @@ def score_arm(answers: list[dict], heldout: list[dict], references: dict[str, st
     if [a["id"] for a in answers] != [row["id"] for row in heldout]:
         raise QualityError("the arm's answers are not for the held-out inputs (rerun the quality target)")
     scored = []
-    for score in score_model_answers(answers, schema):
+    for score, row in zip(score_model_answers(answers, schema), heldout, strict=True):
+        system, user = (message["content"] for message in row["messages"][:2])
+        score["patterns"] = failure_patterns(score["text"], schema, system, user)
         reference = references.get(score["id"])
         score["labelled"] = reference is not None
         score["fields"] = None
@@ -270,6 +273,17 @@ def field_summary(scored: list[dict]) -> dict[str, dict]:
     return summary
 
 
+def pattern_counts(scored: list[dict]) -> dict[str, dict[str, int]]:
+    """What happens in the text (failure_modes.PATTERNS): over the non-compliant answers, and the
+    content defects that compliant answers still carry."""
+    failing = Counter(p for a in scored if not a["compliant"] for p in a["patterns"])
+    passing = Counter(p for a in scored if a["compliant"] for p in a["patterns"] if p in CONTENT_DEFECTS)
+    return {
+        "failure_patterns": {p: failing[p] for p in PATTERNS if failing[p]},
+        "compliant_with_defects": {p: passing[p] for p in CONTENT_DEFECTS if passing[p]},
+    }
+
+
 def arm_statistics(scored: list[dict]) -> dict:
     """What quality.json holds per arm: n, compliant, rate, ci95, field_agreement and the rest."""
     n = len(scored)
@@ -289,6 +303,7 @@ def arm_statistics(scored: list[dict]) -> dict:
         "valid_but_wrong": sum(score < WRONG_BELOW for score in agreeing),
         "fields": field_summary(labelled),
         "outcomes": {outcome: outcomes[outcome] for outcome in OUTCOMES if outcomes[outcome]},
+        **pattern_counts(scored),
         "mean_answer_tokens": _mean([a["tokens"] for a in scored]),
         "ran_to_max_tokens": sum(a["finish_reason"] == "length" for a in scored),
         "seconds": round(sum(a["seconds"] for a in scored), 1),
@@ -365,6 +380,13 @@ def outcome_table_rows(quality: dict) -> list[dict[str, str]]:
     ]
 
 
+def pattern_table_rows(quality: dict, key: str = "failure_patterns") -> list[dict[str, str]]:
+    """Task x arm rows, one column per pattern found anywhere (an answer may show several)."""
+    cells = [(task, arm, arms[arm][key]) for task, arms in quality["tasks"].items() for arm in quality["arms"]]
+    columns = [p for p in PATTERNS if any(p in counts for _, _, counts in cells)]
+    return [{"task": task, "arm": arm, **{p: str(counts.get(p, 0)) for p in columns}} for task, arm, counts in cells]
+
+
 def field_table_rows(quality: dict) -> list[dict[str, str]]:
     rows = []
     for task, arms in quality["tasks"].items():
@@ -412,6 +434,18 @@ def render_quality_markdown(quality: dict) -> str:
         ]
     lines += ["", "## Compliance and agreement", "", *_markdown_table(summary_rows(quality))]
     lines += ["", "## Answers by outcome", "", *_markdown_table(outcome_table_rows(quality))]
+    lines += [
+        "",
+        "## Failures by what happens in the text",
+        "",
+        "Over the answers that are not compliant; one answer may show several patterns.",
+        "",
+        *_markdown_table(pattern_table_rows(quality)),
+        "",
+        "Compliant answers that still carry a content defect:",
+        "",
+        *_markdown_table(pattern_table_rows(quality, "compliant_with_defects")),
+    ]
     lines += ["", "## Agreement with the teacher, per field", "", *_markdown_table(field_table_rows(quality))]
     inputs = [f"{task} {arms['inputs']['heldout']}" for task, arms in quality["tasks"].items()]
     lines += ["", f"Held-out inputs per task: {', '.join(inputs)}."]

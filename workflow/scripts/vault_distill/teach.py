@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import subprocess
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -28,6 +29,7 @@ from tqdm import tqdm
 
 from .cache import ResponseCache, cache_key
 from .config import keys_with_role
+from .failure_modes import COPIED_PROMPT, ENUM_AS_LIST, REPEATED_ITEMS, content_defects
 from .models import resolve_gguf
 
 log = logging.getLogger(__name__)
@@ -94,10 +96,17 @@ class LlamaCppBackend:
                 temperature=_temperature(self.settings, attempt),
                 max_tokens=self.settings["max_tokens"],
                 seed=self.settings["seed"] + attempt,
+                repeat_penalty=self.settings["repeat_penalty"],
             )
         except ValueError as err:  # e.g. "Requested tokens (5000) exceed context window"
             raise SchemaFailure(f"teacher could not answer: {err}") from None
         return response["choices"][0]["message"]["content"] or ""
+
+
+def warn_unused_penalty(settings: dict, backend: str) -> None:
+    if settings.get("repeat_penalty", 1.0) != 1.0:
+        penalty = settings["repeat_penalty"]
+        log.warning("teacher.repeat_penalty %s has no effect: %s has no such setting", penalty, backend)
 
 
 class OpenAIBackend:
@@ -108,6 +117,8 @@ class OpenAIBackend:
 
         self.openai = openai
         self.settings = settings
+        if not settings.get("base_url"):
+            warn_unused_penalty(settings, "the OpenAI API")
         self.client = openai.OpenAI(
             base_url=settings.get("base_url"),
             api_key=_api_key(settings, None) or "not-needed",
@@ -127,6 +138,11 @@ class OpenAIBackend:
         kwargs = {}
         if (response_format := self._response_format(schema)) is not None:
             kwargs["response_format"] = response_format
+        if self.settings["repeat_penalty"] != 1.0 and self.settings.get("base_url"):
+            # Not an OpenAI parameter: llama.cpp's server reads repeat_penalty, vLLM
+            # repetition_penalty; servers that know neither ignore both.
+            penalty = self.settings["repeat_penalty"]
+            kwargs["extra_body"] = {"repeat_penalty": penalty, "repetition_penalty": penalty}
         with sdk_errors_translated(self.openai, "teacher server"):
             response = self.client.chat.completions.create(
                 model=self.settings["model"],
@@ -162,6 +178,7 @@ class AnthropicBackend:
 
         self.anthropic = anthropic
         self.settings = settings
+        warn_unused_penalty(settings, "the Anthropic API")
         self.client = anthropic.Anthropic(
             api_key=_api_key(settings, "ANTHROPIC_API_KEY"),
             base_url=settings.get("base_url"),
@@ -190,6 +207,7 @@ class CommandBackend:
         if not settings.get("command"):
             raise TeacherError("teacher.command: the command backend needs an argv list")
         self.settings = settings
+        warn_unused_penalty(settings, "the command backend")
 
     def complete(self, system: str, user: str, schema: dict, attempt: int) -> str:
         prompt = system + SCHEMA_INSTRUCTION.format(schema=json.dumps(schema)) + "\n\n" + user
@@ -264,14 +282,61 @@ class TeacherRun:
     stats: dict = field(default_factory=dict)
 
 
+# Content defects a schema lets through (teacher.reject_defects names them): an answer that
+# has one is re-asked like a schema failure, then rejected.
+DEFECTS = {"repeated_items": REPEATED_ITEMS, "copied_prompt": COPIED_PROMPT, "enum_as_list": ENUM_AS_LIST}
+# Settings added after caches were written: at these values they are left out of the cache key,
+# so that every answer cached before they existed is still found (and never paid for again).
+IDENTITY_WHEN_ADDED = {"repeat_penalty": 1.0, "frequency_penalty": 0.0, "presence_penalty": 0.0}
+
+
 def generation_identity(settings: dict) -> dict:
     """Everything that changes an answer (x-role `makes` in config/schema.yaml): the teach
     rule's rerun trigger and part of every cache key. Endpoint, timeouts and retries do not."""
-    return {key: settings.get(key) for key in keys_with_role("teacher", "makes")}
+    identity = {key: settings.get(key) for key in keys_with_role("teacher", "makes")}
+    return {key: value for key, value in identity.items() if IDENTITY_WHEN_ADDED.get(key, ...) != value}
 
 
-def ask_with_retries(backend: Backend, settings: dict, system: str, user: str, schema: dict) -> dict:
-    """One input's final outcome: accepted answer or rejection, after all retries."""
+def answer_defects(answer: dict, settings: dict, system: str, user: str, schema: dict) -> list[str]:
+    """The teacher.reject_defects names that `answer` has (failure_modes.content_defects)."""
+    found = content_defects(canonical_answer(answer), schema, system, user)
+    return [name for name in settings.get("reject_defects") or () if DEFECTS[name] in found]
+
+
+def rejudged(stored: dict, settings: dict, system: str, user: str, schema: dict) -> dict:
+    """A cached outcome as today's teacher.reject_defects judge it, without paying: an accepted
+    answer that now has a defect is refused; an answer refused before that now passes is taken."""
+    outcome = stored
+    if stored["status"] == "ok":
+        if not (defects := answer_defects(stored["answer"], settings, system, user, schema)):
+            return stored
+        outcome = refused_answer(stored, stored["answer"], defects)
+    for item in outcome.get("defective", []):
+        if not answer_defects(item["answer"], settings, system, user, schema):
+            return {**outcome, "status": "ok", "answer": item["answer"]}
+    return outcome
+
+
+def needs_asking(outcome: dict | None, settings: dict) -> bool:
+    """No outcome yet, or a refusal with schema retries left (new attempts, never paid before)."""
+    return outcome is None or (outcome["status"] != "ok" and outcome["attempts"] <= settings["schema_retries"])
+
+
+def refused_answer(outcome: dict, answer: dict, defects: list[str]) -> dict:
+    """`outcome` with `answer` refused for `defects`: kept, so that other checks may accept it later."""
+    return {
+        **outcome,
+        "status": "rejected",
+        "errors": [*outcome.get("errors", []), f"content: {', '.join(defects)}"],
+        "defective": [*outcome.get("defective", []), {"answer": answer, "defects": defects}],
+    }
+
+
+def ask_with_retries(
+    backend: Backend, settings: dict, system: str, user: str, schema: dict, earlier: dict | None = None
+) -> dict:
+    """One input's final outcome: accepted answer or rejection, after all retries. `earlier`: a
+    cached outcome whose attempts were already paid for; asking goes on from the next attempt."""
     transport = Retrying(
         retry=retry_if_exception(lambda err: isinstance(err, TransientError)),
         stop=stop_after_attempt(settings["max_retries"] + 1),
@@ -281,17 +346,21 @@ def ask_with_retries(backend: Backend, settings: dict, system: str, user: str, s
         ),
         reraise=True,
     )
-    failures = []
-    raw = ""
-    for attempt in range(settings["schema_retries"] + 1):
+    outcome = earlier or {"status": "rejected", "errors": [], "raw": "", "attempts": 0}
+    for attempt in range(outcome["attempts"], settings["schema_retries"] + 1):
+        outcome = {**outcome, "attempts": attempt + 1}
         try:
             raw = transport(backend.complete, system, user, schema, attempt)
+            outcome["raw"] = raw[:2000]
             answer = validate_answer(raw, schema)
         except SchemaFailure as err:
-            failures.append(str(err))
+            outcome["errors"] = [*outcome["errors"], str(err)]
             continue
-        return {"status": "ok", "answer": answer, "attempts": attempt + 1}
-    return {"status": "rejected", "errors": failures, "raw": raw[:2000], "attempts": len(failures)}
+        if defects := answer_defects(answer, settings, system, user, schema):
+            outcome = refused_answer(outcome, answer, defects)
+            continue
+        return {**outcome, "status": "ok", "answer": answer}
+    return outcome
 
 
 def collect_outcomes(cache: ResponseCache, keys: list[str], answer, progress_file=None) -> tuple[dict, dict]:
@@ -319,7 +388,28 @@ def collect_outcomes(cache: ResponseCache, keys: list[str], answer, progress_fil
     return outcomes, counts
 
 
-def teacher_run(inputs: list[dict], chosen: list[dict], outcomes: dict, counts: dict, system: str) -> TeacherRun:
+def defect_stats(run: TeacherRun, outcomes: dict, schema: dict) -> dict:
+    """teacher_stats.json's defect counts: answers refused for each defect (re-asked or, last,
+    rejected), inputs rejected with a refused answer among their attempts, and the defects the
+    accepted answers still carry (every DEFECTS kind, whether it is rejected or not)."""
+    refused = Counter(
+        name for outcome in outcomes.values() for item in outcome.get("defective", []) for name in item["defects"]
+    )
+    accepted = Counter()
+    for example in run.examples:
+        system, user, answer = (message["content"] for message in example["messages"])
+        found = content_defects(answer, schema, system, user)
+        accepted.update(name for name, pattern in DEFECTS.items() if pattern in found)
+    return {
+        "refused_for_defects": dict(sorted(refused.items())),
+        "rejected_with_defects": sum(bool(reject.get("defective")) for reject in run.rejects),
+        "accepted_with_defects": {name: accepted[name] for name in DEFECTS},
+    }
+
+
+def teacher_run(
+    inputs: list[dict], chosen: list[dict], outcomes: dict, counts: dict, system: str, schema: dict
+) -> TeacherRun:
     """Accepted answers as chat examples, rejections with their reasons, and the counts."""
     run = TeacherRun()
     for index, record in enumerate(chosen):
@@ -344,6 +434,7 @@ def teacher_run(inputs: list[dict], chosen: list[dict], outcomes: dict, counts: 
         **counts,
         "accepted": len(run.examples),
         "rejected": len(run.rejects),
+        **defect_stats(run, outcomes, schema),
     }
     return run
 
@@ -368,14 +459,16 @@ def run_teacher(
     def answer(entry, index: int) -> tuple[dict, bool]:
         """The stored outcome for this input, or a new one, paid for and stored; and whether it was paid."""
         nonlocal backend
-        if (stored := entry.read()) is not None:
-            return stored, False
+        user = chosen[index]["user"]
+        outcome = None if (stored := entry.read()) is None else rejudged(stored, settings, system, user, schema)
+        if not needs_asking(outcome, settings):
+            return outcome, False
         if backend is None:
             factory = backend_factory or BACKENDS[settings["backend"]]
             backend = factory(settings, threads=threads)
-        outcome = ask_with_retries(backend, settings, system, chosen[index]["user"], schema)
+        outcome = ask_with_retries(backend, settings, system, user, schema, outcome)
         entry.write(outcome)
         return outcome, True
 
     outcomes, counts = collect_outcomes(ResponseCache(settings["cache_dir"]), keys, answer, progress_file)
-    return teacher_run(inputs, chosen, outcomes, counts, system)
+    return teacher_run(inputs, chosen, outcomes, counts, system, schema)
