@@ -74,7 +74,8 @@ def settings(**overrides) -> dict:
         "temperature": 0.0,
         "max_tokens": 128,
         "seed": 0,
-        "repeat_penalty": 1.0,
+        "presence_penalty": 0.0,
+        "frequency_penalty": 0.0,
         "n_ctx": 2048,
         "timeout_s": 30,
         "max_retries": 2,
@@ -454,3 +455,27 @@ def test_llama_cpp_in_process_backend(cache_dir):
     assert run.stats["accepted"] == 2, run.rejects
     assert_schema_valid_examples(run)
     assert {example["id"] for example in run.examples} == {"a1", "a2"}
+
+
+REPEAT_ME = "Repeat after me, many times: cat cat cat cat cat cat cat cat"
+
+
+def cats(backend) -> int:
+    return backend.complete("Follow the instruction.", REPEAT_ME, {}, attempt=0).lower().count("cat")
+
+
+@pytest.mark.parametrize("backend", ["openai", "llama_cpp"])
+def test_the_teachers_penalties_reach_the_model(llama_server, cache_dir, backend):
+    """Penalised, the model cannot keep writing one word: the setting is really sent (through the
+    OpenAI SDK to llama.cpp's server, or into llama.cpp in-process)."""
+    from vault_distill.teach import BACKENDS
+
+    common = {"response_format": "none", "max_tokens": 48, "cache_dir": str(cache_dir)}
+    if backend == "openai":
+        common |= {"backend": "openai", "model": "smollm2", "base_url": llama_server.base_url}
+    plain = BACKENDS[backend](settings(**common), threads=LLAMA_THREADS)
+    penalised = BACKENDS[backend](
+        settings(**common, presence_penalty=2.0, frequency_penalty=2.0), threads=LLAMA_THREADS
+    )
+    assert cats(plain) >= 20
+    assert cats(penalised) <= cats(plain) // 2

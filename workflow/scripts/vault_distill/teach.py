@@ -96,17 +96,21 @@ class LlamaCppBackend:
                 temperature=_temperature(self.settings, attempt),
                 max_tokens=self.settings["max_tokens"],
                 seed=self.settings["seed"] + attempt,
-                repeat_penalty=self.settings["repeat_penalty"],
+                **penalties(self.settings),
             )
         except ValueError as err:  # e.g. "Requested tokens (5000) exceed context window"
             raise SchemaFailure(f"teacher could not answer: {err}") from None
         return response["choices"][0]["message"]["content"] or ""
 
 
+def penalties(settings: dict) -> dict:
+    """The penalties that are on, as OpenAI, Ollama, vLLM and llama.cpp all spell them."""
+    return {key: settings[key] for key in PENALTIES if settings[key] != 0.0}
+
+
 def warn_unused_penalty(settings: dict, backend: str) -> None:
-    if settings.get("repeat_penalty", 1.0) != 1.0:
-        penalty = settings["repeat_penalty"]
-        log.warning("teacher.repeat_penalty %s has no effect: %s has no such setting", penalty, backend)
+    for key, value in penalties(settings).items():
+        log.warning("teacher.%s %s has no effect: %s has no such setting", key, value, backend)
 
 
 class OpenAIBackend:
@@ -117,8 +121,6 @@ class OpenAIBackend:
 
         self.openai = openai
         self.settings = settings
-        if not settings.get("base_url"):
-            warn_unused_penalty(settings, "the OpenAI API")
         self.client = openai.OpenAI(
             base_url=settings.get("base_url"),
             api_key=_api_key(settings, None) or "not-needed",
@@ -138,11 +140,7 @@ class OpenAIBackend:
         kwargs = {}
         if (response_format := self._response_format(schema)) is not None:
             kwargs["response_format"] = response_format
-        if self.settings["repeat_penalty"] != 1.0 and self.settings.get("base_url"):
-            # Not an OpenAI parameter: llama.cpp's server reads repeat_penalty, vLLM
-            # repetition_penalty; servers that know neither ignore both.
-            penalty = self.settings["repeat_penalty"]
-            kwargs["extra_body"] = {"repeat_penalty": penalty, "repetition_penalty": penalty}
+        kwargs.update(penalties(self.settings))
         with sdk_errors_translated(self.openai, "teacher server"):
             response = self.client.chat.completions.create(
                 model=self.settings["model"],
@@ -287,7 +285,8 @@ class TeacherRun:
 DEFECTS = {"repeated_items": REPEATED_ITEMS, "copied_prompt": COPIED_PROMPT, "enum_as_list": ENUM_AS_LIST}
 # Settings added after caches were written: at these values they are left out of the cache key,
 # so that every answer cached before they existed is still found (and never paid for again).
-IDENTITY_WHEN_ADDED = {"repeat_penalty": 1.0, "frequency_penalty": 0.0, "presence_penalty": 0.0}
+IDENTITY_WHEN_ADDED = {"presence_penalty": 0.0, "frequency_penalty": 0.0}
+PENALTIES = tuple(IDENTITY_WHEN_ADDED)
 
 
 def generation_identity(settings: dict) -> dict:
