@@ -405,3 +405,39 @@ def test_deploying_adapters_only_needs_no_merge_and_no_merged_gguf(work):
     write_config(work, config)
     (work / "results/judge/judge.Q8_0.gguf").unlink()  # no longer shipped: not rebuilt either
     assert_plan(work, {(rule, task) for task in TASKS for rule in ADAPTER_JOBS} | REPORT)
+
+
+PREFER_JOBS = ("prefer_pairs", "prefer")
+AFTER_PREFER = ("merge", "convert", "modelfile", "evaluate")
+
+
+def test_the_prefer_stage_on_then_its_settings_then_off(work):
+    """preference.enabled adds prefer_pairs and prefer to every task and rebuilds what ships from
+    the DPO adapter; the SFT data, training and base are kept. Once built, a DPO setting reruns
+    prefer and after, never prefer_pairs; turned off, the SFT adapter ships again, from the kept
+    adapter: only merge and after rerun."""
+    config = read_config(work)
+    config["preference"]["enabled"] = True
+    write_config(work, config)
+    after = {(rule, task) for task in TASKS for rule in (*PREFER_JOBS, *AFTER_PREFER)}
+    assert_plan(work, after | REPORT)
+    # The benchmark adds the SFT-alone arm and answers with the new tuned GGUFs.
+    quality = {(rule, task) for task in TASKS for rule in ("quality_sft", "quality_tuned")}
+    assert_plan(work, after | quality | QUALITY, "quality")
+
+    snakemake(work, "--cores", "2", "judge", timeout=1800)
+    assert planned_jobs(work, "judge") == set()
+    pairs = (work / "results/judge/preference/pairs.jsonl").read_text(encoding="utf-8").splitlines()
+    answers = json.loads((work / "results/judge/preference/sft_answers.json").read_text(encoding="utf-8"))
+    metrics = json.loads((work / "results/judge/preference/metrics.json").read_text(encoding="utf-8"))
+    assert len(pairs) == answers["failing"] == metrics["pairs"]
+    assert metrics["trained"] == bool(pairs)
+    evaluation = json.loads((work / "results/judge/eval.json").read_text(encoding="utf-8"))
+    assert {"base", "tuned", "sft"} <= set(evaluation["models"])
+
+    config["preference"]["beta"] = 0.2
+    write_config(work, config)
+    assert_plan(work, {(rule, "judge") for rule in ("prefer", *AFTER_PREFER)}, "judge")
+    config["preference"] = {"enabled": False}
+    write_config(work, config)
+    assert_plan(work, {(rule, "judge") for rule in AFTER_PREFER}, "judge")

@@ -94,3 +94,23 @@ def test_verdict_states_every_task_where_tuning_did_not_help():
         "planner: the tuned model is not better than its base (2/8 (25%) → 2/8 (25%)).",
         "seeder: the tuned model is not better than its base (3/8 (38%) → 1/8 (12%)).",
     ]
+
+
+def test_with_the_prefer_stage_the_tuned_figure_has_sft_alone_beside_it_and_its_stages_are_read():
+    from vault_distill.report import sft_note, task_files, task_stages
+
+    preferred = result("judge", 0, 7)
+    preferred.evaluation["models"]["sft"] = {"compliant": 5, "answers": 8, "compliance": 5 / 8}
+    assert sft_note(preferred) == " (SFT alone: 5/8 (62%))"
+    assert sft_note(result("judge", 0, 7)) == ""
+    assert task_stages() == ("teach", "train", "merge", "convert", "evaluate")
+    assert task_stages("merged", preference=True) == (
+        "teach",
+        "train",
+        "prefer_pairs",
+        "prefer",
+        "merge",
+        "convert",
+        "evaluate",
+    )
+    assert "benchmark_prefer" in task_files("judge", preference=True) and "benchmark_prefer" not in task_files("judge")

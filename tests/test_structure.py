@@ -18,6 +18,7 @@ SHARED_SCRIPTS = {
     "quality_base": "quality_answers",
     "quality_tuned": "quality_answers",
     "quality_tuned_adapter": "quality_answers",
+    "quality_sft": "quality_answers",
     "quality_teach": "teach",
 }
 MAX_FUNCTION_LINES = 60

@@ -35,6 +35,7 @@ from vault_distill.quality import (  # noqa: E402
     ADAPTER_ARMS,
     ARMS,
     BASE_ARMS,
+    SFT_ARMS,
     TUNED_ARMS,
     quality_files,
 )
@@ -73,6 +74,16 @@ GGUF_SUFFIX = gguf_suffix(config["gguf"]["outtype"])
 MERGED_GGUF = merged_gguf_path("{task}", GGUF_SUFFIX)
 BASE_GGUF = base_gguf_path(GGUF_SUFFIX)
 LORA_GGUF = lora_gguf_path("{task}")
+# preference.enabled: the prefer stage's DPO adapter is what merge and convert_adapter ship; the
+# SFT adapter, as a LoRA GGUF on the base GGUF, answers the training inputs and is the `sft` arm.
+PREFERENCE = config["preference"]["enabled"]
+SFT_ADAPTER = "results/{task}/adapter"
+TUNED_ADAPTER = "results/{task}/preference/adapter" if PREFERENCE else SFT_ADAPTER
+SFT_LORA_GGUF = "results/{task}/preference/sft.lora.F16.gguf"
+# DPO's settings: the prefer job's rerun trigger (on/off is which adapter ships, not how it trains).
+PREFERENCE_TRAINING = {
+    key: value for key, value in config["preference"].items() if key != "enabled"
+}
 # What each task ships (gguf.deploy): the merged GGUF, the LoRA GGUF on the base GGUF, or both.
 DEPLOYS_MERGED = config["gguf"]["deploy"] in ("merged", "both")
 DEPLOYS_ADAPTER = config["gguf"]["deploy"] in ("adapter", "both")
@@ -197,6 +208,8 @@ def evaluated_models(wildcards):
         models["tuned"] = MERGED_GGUF.format(task=wildcards.task)
     if DEPLOYS_ADAPTER:
         models["tuned_adapter"] = LORA_GGUF.format(task=wildcards.task)
+    if PREFERENCE:
+        models["sft"] = SFT_LORA_GGUF.format(task=wildcards.task)
     return models
 
 
@@ -221,7 +234,9 @@ def report_inputs():
     files = [
         path
         for task in TASKS
-        for path in task_files(task, deploy=deploy, gguf_type=GGUF_SUFFIX).values()
+        for path in task_files(
+            task, deploy=deploy, gguf_type=GGUF_SUFFIX, preference=PREFERENCE
+        ).values()
     ]
     return files + list(base_files(gguf_type=GGUF_SUFFIX).values())
 
@@ -242,8 +257,9 @@ def quality_inputs():
 
 
 def quality_arms():
-    """The benchmark's arms: base and merged tuned always, the adapter where it is deployed."""
-    return list(ARMS) + list(ADAPTER_ARMS) * DEPLOYS_ADAPTER
+    """The benchmark's arms: base and merged tuned always, the adapter where it is deployed, and
+    SFT alone beside SFT + preference when the prefer stage is on."""
+    return list(ARMS) + list(ADAPTER_ARMS) * DEPLOYS_ADAPTER + list(SFT_ARMS) * PREFERENCE
 
 
 def task_thresholds(key):

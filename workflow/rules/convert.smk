@@ -29,7 +29,7 @@ rule convert:
 rule convert_adapter:
     input:
         unpack(lora_check_inputs),
-        adapter="results/{task}/adapter",
+        adapter=TUNED_ADAPTER,
         base="results/base/model",
         base_gguf=BASE_GGUF,
         examples="results/{task}/teacher.jsonl",

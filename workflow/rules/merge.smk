@@ -1,7 +1,7 @@
 rule merge:
     input:
         base="results/base/model",
-        adapter="results/{task}/adapter",
+        adapter=TUNED_ADAPTER,
     output:
         keep_or_temp(directory("results/{task}/merged")),
     log:

@@ -171,3 +171,32 @@ rule quality:
         arms=quality_arms(),
     script:
         "../scripts/quality.py"
+
+
+# preference.enabled: the SFT adapter before DPO (the LoRA GGUF the prefer_pairs job made), beside
+# `tuned`, which is then SFT + preference.
+rule quality_sft:
+    input:
+        gguf=BASE_GGUF,
+        lora=SFT_LORA_GGUF,
+        heldout="results/quality/{task}/heldout.jsonl",
+        output_schema=task_setting("output_schema"),
+    output:
+        **quality_arm_outputs(SFT_ARMS),
+    log:
+        "results/logs/{task}/quality_sft.log",
+    benchmark:
+        "results/benchmarks/{task}/quality_sft.tsv"
+    conda:
+        "../../envs/vault-distill.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=0,
+    params:
+        arms=list(SFT_ARMS),
+        decoding=config["decoding"],
+        n_ctx=evaluation_n_ctx,
+    script:
+        "../scripts/quality_answers.py"

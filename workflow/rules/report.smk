@@ -41,6 +41,7 @@ rule report:
         base_model=config["base_model"],
         gguf_type=GGUF_SUFFIX,
         deploy=config["gguf"]["deploy"],
+        preference=PREFERENCE,
         meaningful_examples=task_thresholds("meaningful_examples"),
     script:
         "../scripts/report.py"

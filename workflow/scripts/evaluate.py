@@ -17,11 +17,12 @@ def progress(model, total):
     return tqdm(total=total, desc=f"{task} {model}", unit="answer", file=sys.stderr, mininterval=1.0)
 
 
-# Each arm the rule was given: base and merged are whole GGUFs, the adapter runs on the base one.
+# Each arm the rule was given: base and merged are whole GGUFs, the LoRA arms run on the base one.
 given = list(snakemake.input.keys())  # a Namedlist: `in` would search its values
 served = {model: ServedModel(snakemake.input[model]) for model in ("base", "tuned") if model in given}
-if "tuned_adapter" in given:
-    served["tuned_adapter"] = ServedModel(snakemake.input.base, snakemake.input.tuned_adapter)
+for lora_arm in ("tuned_adapter", "sft"):
+    if lora_arm in given:
+        served[lora_arm] = ServedModel(snakemake.input.base, snakemake.input[lora_arm])
 evaluation = evaluate_task(
     task,
     val_rows=read_jsonl(snakemake.input.val),

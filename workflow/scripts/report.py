@@ -15,6 +15,7 @@ results = build_report(
     loss_pngs=dict(zip(tasks, snakemake.output.loss, strict=True)),
     meaningful_examples=snakemake.params.meaningful_examples,
     deploy=snakemake.params.deploy,
+    preference=snakemake.params.preference,
 )
 for result in results:
     base, tuned = result.compliance("base"), result.compliance(result.tuned)

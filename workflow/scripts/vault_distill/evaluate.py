@@ -40,8 +40,9 @@ SCHEMA_ERRORS = "schema errors"
 OUTCOMES = (COMPLIANT, TRUNCATED, PROSE_AROUND_JSON, NOT_JSON, NOT_AN_OBJECT, SCHEMA_ERRORS)
 
 # The arms, in the order they are shown: the base GGUF, the merged tuned GGUF, and the task's
-# LoRA GGUF on the base GGUF (gguf.deploy says which tuned ones are built).
-MODELS = ("base", "tuned", "tuned_adapter")
+# LoRA GGUF on the base GGUF (gguf.deploy says which tuned ones are built); with the prefer stage
+# on, `sft`: the SFT adapter alone (before DPO) as a LoRA GGUF on the base GGUF.
+MODELS = ("base", "tuned", "tuned_adapter", "sft")
 TUNED_MODELS = MODELS[1:]
 
 COMPLIANCE_RULE = (

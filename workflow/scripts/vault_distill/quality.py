@@ -5,7 +5,8 @@ Four arms answer the same held-out inputs, all decoded as the Modelfile says (de
 - `base`: the base GGUF, prompted only;
 - `base_grammar`: the base GGUF constrained to the task's JSON schema, as Ollama's `format` does;
 - `tuned` and `tuned_grammar`: the same for the task's tuned GGUF;
-- `tuned_adapter` (when gguf.deploy ships adapters): the task's LoRA GGUF on the base GGUF, prompted only.
+- `tuned_adapter` (when gguf.deploy ships adapters): the task's LoRA GGUF on the base GGUF, prompted only;
+- `sft` (when the prefer stage is on): the SFT adapter before DPO, on the base GGUF, prompted only.
 
 Held-out inputs are every extracted input the train split did not use: the val split first
 (they have a teacher answer), then the inputs no split used, in the split's hash order.
@@ -36,7 +37,9 @@ BASE_ARMS = ("base", "base_grammar")
 TUNED_ARMS = ("tuned", "tuned_grammar")
 # With gguf.deploy adapter or both: the task's LoRA GGUF on the base GGUF, prompted only.
 ADAPTER_ARMS = ("tuned_adapter",)
-ALL_ARMS = ARMS + ADAPTER_ARMS
+# With the prefer stage on: the SFT adapter alone, before DPO, as a LoRA GGUF on the base GGUF.
+SFT_ARMS = ("sft",)
+ALL_ARMS = ARMS + ADAPTER_ARMS + SFT_ARMS
 # 97.5th percentile of the standard normal: a two-sided 95% interval.
 Z95 = 1.959963984540054
 # A schema-valid answer whose mean field agreement with the teacher is below this is counted
@@ -418,7 +421,9 @@ def render_quality_markdown(quality: dict) -> str:
         "Arms: `base` and `tuned` are prompted only (the task's system prompt and the input), as Ollama "
         "serves them; `base_grammar` and `tuned_grammar` are constrained to the task's JSON schema as a "
         "llama.cpp grammar, which is what Ollama's `format` does; `tuned_adapter`, where built, is the "
-        "task's LoRA GGUF on the base GGUF, prompted only, as `snakemake serve` and an Ollama ADAPTER serve it.",
+        "task's LoRA GGUF on the base GGUF, prompted only, as `snakemake serve` and an Ollama ADAPTER serve it; "
+        "`sft`, where the prefer stage is on, is the SFT adapter before DPO, on the base GGUF, prompted only: "
+        "beside `tuned` (SFT + preference) it shows what the preference stage changed.",
         "",
         f"{quality['compliance_rule'][0].upper()}{quality['compliance_rule'][1:]}. The interval is Wilson's, 95%.",
         "",

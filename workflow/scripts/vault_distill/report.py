@@ -21,10 +21,12 @@ from .decoding import describe_decoding
 from .evaluate import tuned_model
 
 # The per-task and shared stages whose benchmark files the report reads, in pipeline order. A
-# stage's rule, log and benchmark file share its name. Which of them ran depends on gguf.deploy.
-TASK_STAGES = ("teach", "train", "merge", "convert", "convert_adapter", "evaluate")
+# stage's rule, log and benchmark file share its name. Which of them ran depends on gguf.deploy
+# and preference.enabled.
+TASK_STAGES = ("teach", "train", "prefer_pairs", "prefer", "merge", "convert", "convert_adapter", "evaluate")
 MERGED_STAGES = ("merge", "convert")
 ADAPTER_STAGES = ("convert_adapter",)
+PREFER_STAGES = ("prefer_pairs", "prefer")
 BASE_STAGES = ("base", "quantize", "base_gguf")
 
 TABLE_COLUMNS = (
@@ -43,13 +45,17 @@ class ReportError(ValueError):
     """A result file the report needs is missing or unreadable; the message names it."""
 
 
-def task_stages(deploy: str = "merged") -> tuple[str, ...]:
-    """The task stages that run for what gguf.deploy ships (merged, adapter or both)."""
+def task_stages(deploy: str = "merged", preference: bool = False) -> tuple[str, ...]:
+    """The task stages that run for what gguf.deploy ships (merged, adapter or both), with the
+    prefer stage or without."""
     skipped = (ADAPTER_STAGES if deploy == "merged" else ()) + (MERGED_STAGES if deploy == "adapter" else ())
+    skipped += () if preference else PREFER_STAGES
     return tuple(stage for stage in TASK_STAGES if stage not in skipped)
 
 
-def task_files(task: str, results: str = "results", deploy: str = "merged", gguf_type: str = "Q8_0") -> dict[str, str]:
+def task_files(
+    task: str, results: str = "results", deploy: str = "merged", gguf_type: str = "Q8_0", preference: bool = False
+) -> dict[str, str]:
     """Every file the report reads for one task (also the report rule's inputs): the deployed
     GGUFs are read for their size on disk."""
     files = {
@@ -58,7 +64,7 @@ def task_files(task: str, results: str = "results", deploy: str = "merged", gguf
         "history": f"{results}/{task}/train_log.csv",
         "sft_stats": f"{results}/{task}/sft/stats.json",
     }
-    stages = task_stages(deploy)
+    stages = task_stages(deploy, preference)
     files.update({f"benchmark_{stage}": f"{results}/benchmarks/{task}/{stage}.tsv" for stage in stages})
     if "convert" in stages:
         files["gguf_merged"] = merged_gguf_path(task, gguf_type, results)
@@ -156,12 +162,15 @@ class TaskResult:
         return self.sft_examples < self.meaningful_examples
 
 
-def load_task(task: str, results: str = "results", deploy: str = "merged", gguf_type: str = "Q8_0") -> TaskResult:
-    files = task_files(task, results, deploy, gguf_type)
+def load_task(
+    task: str, results: str = "results", deploy: str = "merged", gguf_type: str = "Q8_0", preference: bool = False
+) -> TaskResult:
+    files = task_files(task, results, deploy, gguf_type, preference)
     evaluation = read_json_file(files["evaluation"])
     metrics = read_json_file(files["metrics"])
     models = evaluation.get("models", {})
     expected = ["base", *(["tuned"] if deploy != "adapter" else []), *(["tuned_adapter"] if deploy != "merged" else [])]
+    expected += ["sft"] if preference else []
     for key in expected:
         if key not in models:
             raise ReportError(f"{files['evaluation']}: no results for the {key} model")
@@ -175,7 +184,7 @@ def load_task(task: str, results: str = "results", deploy: str = "merged", gguf_
         metrics=metrics,
         history=read_history(files["history"]),
         max_length=read_json_file(files["sft_stats"])["max_length"],
-        benchmarks={stage: read_benchmark(files[f"benchmark_{stage}"]) for stage in task_stages(deploy)},
+        benchmarks={stage: read_benchmark(files[f"benchmark_{stage}"]) for stage in task_stages(deploy, preference)},
         disk_bytes={
             kind: _existing(files[f"gguf_{kind}"]).stat().st_size
             for kind in ("merged", "adapter")
@@ -243,6 +252,7 @@ def table_row(result: TaskResult) -> dict[str, str]:
         "format compliance base → tuned": (
             f"{format_compliance(result.compliance('base'))} → {format_compliance(result.compliance(result.tuned))}"
             + adapter_note(result)
+            + sft_note(result)
         ),
     }
 
@@ -253,6 +263,12 @@ def adapter_note(result: TaskResult) -> str:
     if result.tuned == "tuned_adapter" or "tuned_adapter" not in models:
         return ""
     return f" (as adapter: {format_compliance(models['tuned_adapter'])})"
+
+
+def sft_note(result: TaskResult) -> str:
+    """With the prefer stage on, the tuned figure is SFT + preference: SFT alone beside it."""
+    models = result.evaluation["models"]
+    return f" (SFT alone: {format_compliance(models['sft'])})" if "sft" in models else ""
 
 
 def _md_cell(text: str) -> str:
@@ -557,6 +573,7 @@ def build_report(
     results_dir: str = "results",
     meaningful_examples: dict[str, int] | None = None,
     deploy: str = "merged",
+    preference: bool = False,
 ) -> list[TaskResult]:
     """Read every task's results and write the report, its HTML tables and its plots."""
     if not tasks:
@@ -564,7 +581,7 @@ def build_report(
     missing_plots = [task for task in tasks if task not in loss_pngs]
     if missing_plots:
         raise ReportError(f"no loss plot path for {', '.join(missing_plots)}")
-    results = [load_task(task, results_dir, deploy, gguf_type) for task in tasks]
+    results = [load_task(task, results_dir, deploy, gguf_type, preference) for task in tasks]
     for result in results:
         result.meaningful_examples = (meaningful_examples or {}).get(result.task, 0)
     base = load_base_benchmarks(results_dir)

@@ -1,0 +1,18 @@
+"""Snakemake entry point: preference pairs -> a DPO adapter trained from the SFT adapter."""
+
+from vault_distill.prefer import train_preference
+from vault_distill.runtime import read_jsonl, setup_logging, write_json
+
+log = setup_logging(snakemake.log[0])
+metrics = train_preference(
+    pairs=read_jsonl(snakemake.input.pairs),
+    quant_dir=snakemake.input.quantized,
+    sft_adapter=snakemake.input.adapter,
+    tokenizer_dir=snakemake.input.tokenizer,
+    adapter_dir=snakemake.output.adapter,
+    preference=snakemake.params.preference,
+    settings=snakemake.params.training,
+    threads=snakemake.threads,
+)
+write_json(snakemake.output.metrics, metrics)
+log.warning("prefer %s: %s", snakemake.wildcards.task, {k: v for k, v in metrics.items() if k != "hardware"})
