@@ -21,6 +21,7 @@ from .evaluate import answer_chats, load_gguf, reference_answer, score_model_ans
 from .failure_modes import failure_patterns
 from .hardware import describe_hardware, dtype_name, peak_memory_mb, resolve_device, resolve_dtype, set_threads
 from .quantize import load_quantized, saved_settings
+from .train import run_arguments
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,6 @@ def pairs_summary(train_rows: list[dict], pairs: list[dict]) -> dict:
 def dpo_config(preference: dict, settings: dict, run_dir: Path, device: str, dtype):
     """TRL's DPOConfig: the preference settings, the task's seed and device, no checkpoints
     (a preference run is minutes long; a killed one starts again)."""
-    import torch
     from trl import DPOConfig
 
     return DPOConfig(
@@ -90,11 +90,7 @@ def dpo_config(preference: dict, settings: dict, run_dir: Path, device: str, dty
         learning_rate=preference["learning_rate"],
         beta=preference["beta"],
         lr_scheduler_type="cosine",
-        seed=settings["seed"],
-        data_seed=settings["seed"],
-        bf16=dtype == torch.bfloat16,
-        fp16=dtype == torch.float16,
-        use_cpu=device == "cpu",
+        **run_arguments(settings["seed"], device, dtype),
         # A rejected answer may be max_tokens long on a prompt of max_length: nothing is cut.
         max_length=None,
         logging_steps=1,

@@ -365,6 +365,19 @@ def prepare_model(quant_dir: str | Path, settings: dict, device: str, dtype, end
     return PreparedModel(model, checkpointing, dequantized_cache, end_of_turn_row, quantization)
 
 
+def run_arguments(seed: int, device: str, dtype) -> dict:
+    """The TrainingArguments every trainer here shares: the task's seed, the device and its precision."""
+    import torch
+
+    return {
+        "seed": seed,
+        "data_seed": seed,
+        "bf16": dtype == torch.bfloat16,
+        "fp16": dtype == torch.float16,
+        "use_cpu": device == "cpu",
+    }
+
+
 def sft_config(
     settings: dict, run_dir: Path, device: str, dtype, checkpoint_every: int, evaluate: bool, end_of_turn=None
 ):
@@ -374,7 +387,6 @@ def sft_config(
     completion unless the completion ends with it; where that token is not the eos (Gemma's
     <end_of_turn>, Phi's <|end|>) the default would train a stray eos after every answer.
     """
-    import torch
     from trl import SFTConfig
 
     return SFTConfig(
@@ -390,11 +402,7 @@ def sft_config(
         warmup_steps=settings["warmup_ratio"],
         weight_decay=settings["weight_decay"],
         neftune_noise_alpha=settings["neftune_alpha"],
-        seed=settings["seed"],
-        data_seed=settings["seed"],
-        bf16=dtype == torch.bfloat16,
-        fp16=dtype == torch.float16,
-        use_cpu=device == "cpu",
+        **run_arguments(settings["seed"], device, dtype),
         # Checkpointing is already set up by prepare_model_for_kbit_training (or off).
         gradient_checkpointing=False,
         max_length=settings["max_length"],
