@@ -145,3 +145,4 @@ def test_answers_with_content_defects_are_re_asked_and_the_cache_is_re_judged_wi
     # ... and turned off again: b's refused answer comes back from the cache, for free.
     unchecked = run()
     assert len(unchecked.examples) == 2 and unchecked.stats["generated"] == 0 and calls() == 4
+    assert unchecked.stats["refused_for_defects"] == {"repeated_items": 2}  # a's first answer, b's second

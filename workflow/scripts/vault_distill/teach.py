@@ -310,9 +310,11 @@ def rejudged(stored: dict, settings: dict, system: str, user: str, schema: dict)
         if not (defects := answer_defects(stored["answer"], settings, system, user, schema)):
             return stored
         outcome = refused_answer(stored, stored["answer"], defects)
-    for item in outcome.get("defective", []):
+    refused = outcome.get("defective", [])
+    for index, item in enumerate(refused):
         if not answer_defects(item["answer"], settings, system, user, schema):
-            return {**outcome, "status": "ok", "answer": item["answer"]}
+            others = refused[:index] + refused[index + 1 :]
+            return {**outcome, "status": "ok", "answer": item["answer"], "defective": others}
     return outcome
 
 
