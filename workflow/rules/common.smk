@@ -355,6 +355,22 @@ def train_runtime(wildcards, input, attempt):
     return minutes(training_seconds(quantized_model_mb(input), tokens, gpu_count() > 0), attempt)
 
 
+def prefer_runtime(wildcards, input, attempt):
+    """DPO as SFT-like steps: each pair runs chosen and rejected through the policy and, without
+    gradients, the reference (counted as a third sequence), each up to max_length + max_tokens."""
+    pairs = sum(1 for line in Path(input.pairs).read_text(encoding="utf-8").splitlines() if line)
+    preference, training = config["preference"], training_settings(config, wildcards.task)
+    settings = {
+        "epochs": preference["epochs"],
+        "batch_size": preference["batch_size"],
+        "grad_accum": 1,
+        "max_steps": None,
+        "max_length": training["max_length"] + config["decoding"]["max_tokens"],
+    }
+    tokens = 3 * training_tokens(pairs, settings)
+    return minutes(training_seconds(quantized_model_mb(input), tokens, gpu_count() > 0), attempt)
+
+
 def teacher_threads():
     """Only the in-process llama.cpp teacher computes; the others wait on a server."""
     return 2 if config["teacher"]["backend"] == "llama_cpp" else 1

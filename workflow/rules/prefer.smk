@@ -51,7 +51,7 @@ rule prefer:
     threads: 2
     resources:
         mem_mb=train_memory_mb,
-        runtime=train_runtime,
+        runtime=prefer_runtime,
         gpu=gpu_count(),
     params:
         preference=PREFERENCE_TRAINING,
