@@ -20,8 +20,14 @@ from pathlib import Path
 from .evaluate import answer_chats, load_gguf, reference_answer, score_model_answers
 from .failure_modes import failure_patterns
 from .hardware import describe_hardware, dtype_name, peak_memory_mb, resolve_device, resolve_dtype, set_threads
-from .quantize import load_quantized, saved_settings
-from .train import run_arguments
+from .quantize import load_quantized, quantized_layers, saved_settings
+from .train import (
+    cache_dequantized_weights,
+    decide_dequantized_cache,
+    dequantized_bytes,
+    free_memory_bytes,
+    run_arguments,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +99,10 @@ def dpo_config(preference: dict, settings: dict, run_dir: Path, device: str, dty
         **run_arguments(settings["seed"], device, dtype),
         # A rejected answer may be max_tokens long on a prompt of max_length: nothing is cut.
         max_length=None,
+        # TRL checkpoints activations by default; at these lengths it only costs time (SFT keeps it off too).
+        gradient_checkpointing=False,
+        # The reference (the frozen SFT adapter) scores each pair once, not once per epoch.
+        precompute_ref_log_probs=True,
         logging_steps=1,
         save_strategy="no",
         report_to=[],
@@ -100,11 +110,19 @@ def dpo_config(preference: dict, settings: dict, run_dir: Path, device: str, dty
     )
 
 
-def load_sft_policy(quant_dir: str | Path, sft_adapter: str | Path, device: str, dtype):
-    """The 4-bit base with the SFT adapter on it, trainable."""
+def load_sft_policy(quant_dir: str | Path, sft_adapter: str | Path, device: str, dtype, cache_setting="auto"):
+    """The 4-bit base with the SFT adapter on it, trainable; its frozen weights kept dequantized
+    where training.cache_dequantized_weights and the memory budget allow, as the train job does."""
+    import torch
     from peft import PeftModel, prepare_model_for_kbit_training
 
     model = load_quantized(quant_dir, device=device, dtype=dtype, settings=saved_settings(quant_dir))
+    layers = quantized_layers(model)
+    dtype_bytes = torch.tensor([], dtype=dtype).element_size()
+    cache = decide_dequantized_cache(cache_setting, dequantized_bytes(layers, dtype_bytes), free_memory_bytes(device))
+    log.info("dequantized weight cache: %s", cache)
+    if cache.enabled:
+        cache_dequantized_weights(layers)
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     return PeftModel.from_pretrained(model, str(sft_adapter), is_trainable=True)
 
@@ -144,7 +162,7 @@ def train_preference(
     dataset = Dataset.from_list([{key: pair[key] for key in ("prompt", "chosen", "rejected")} for pair in pairs])
     run_dir = Path(adapter_dir).parent / "dpo_run"
     trainer = DPOTrainer(
-        model=load_sft_policy(quant_dir, sft_adapter, device, dtype),
+        model=load_sft_policy(quant_dir, sft_adapter, device, dtype, settings.get("cache_dequantized_weights", "auto")),
         args=dpo_config(preference, settings, run_dir, device, dtype),
         train_dataset=dataset,
         processing_class=tokenizer,
