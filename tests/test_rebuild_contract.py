@@ -421,9 +421,9 @@ def test_the_prefer_stage_on_then_its_settings_then_off(work):
     write_config(work, config)
     after = {(rule, task) for task in TASKS for rule in (*PREFER_JOBS, *AFTER_PREFER)}
     assert_plan(work, after | REPORT)
-    # The benchmark adds the SFT-alone arm and answers with the new tuned GGUFs.
-    quality = {(rule, task) for task in TASKS for rule in ("quality_sft", "quality_tuned")}
-    assert_plan(work, after | quality | QUALITY, "quality")
+    # The benchmark adds the SFT-alone arm and answers with the new tuned GGUFs (no Modelfile or gate).
+    rules = (*PREFER_JOBS, "merge", "convert", "quality_sft", "quality_tuned")
+    assert_plan(work, {(rule, task) for task in TASKS for rule in rules} | QUALITY, "quality")
 
     snakemake(work, "--cores", "2", "judge", timeout=1800)
     assert planned_jobs(work, "judge") == set()
