@@ -274,7 +274,10 @@ def _structure_patterns(scan: Scan) -> set[str]:
 
 def content_defects(text: str, schema: dict, system: str, user: str) -> list[str]:
     """The CONTENT_DEFECTS in an answer: what a schema-valid answer can still get wrong."""
-    scan = scan_json(text)
+    return _scanned_defects(scan_json(text), schema, system, user)
+
+
+def _scanned_defects(scan: Scan, schema: dict, system: str, user: str) -> list[str]:
     boilerplate, body = prompt_boilerplate(system, user, schema)
     found = set()
     if has_repeated_items(scan.arrays):
@@ -289,7 +292,7 @@ def content_defects(text: str, schema: dict, system: str, user: str) -> list[str
 def failure_patterns(text: str, schema: dict, system: str = "", user: str = "") -> list[str]:
     """Every pattern (PATTERNS) found in one answer, in table order."""
     scan = scan_json(text)
-    found = _structure_patterns(scan) | set(content_defects(text, schema, system, user))
+    found = _structure_patterns(scan) | set(_scanned_defects(scan, schema, system, user))
     if _LOOP.search(text):
         found.add(LOOP)
     if any(len(keys) != len(set(keys)) for keys in scan.objects):

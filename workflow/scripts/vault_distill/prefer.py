@@ -15,6 +15,7 @@ import logging
 import math
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
 
 from .evaluate import answer_chats, load_gguf, reference_answer, score_model_answers
@@ -78,10 +79,8 @@ def preference_pairs(train_rows: list[dict], answers: list[dict], schema: dict) 
 
 
 def pairs_summary(train_rows: list[dict], pairs: list[dict]) -> dict:
-    outcomes: dict[str, int] = {}
-    for pair in pairs:
-        outcomes[pair["outcome"]] = outcomes.get(pair["outcome"], 0) + 1
-    return {"training_inputs": len(train_rows), "failing": len(pairs), "outcomes": outcomes}
+    outcomes = Counter(pair["outcome"] for pair in pairs)
+    return {"training_inputs": len(train_rows), "failing": len(pairs), "outcomes": dict(outcomes)}
 
 
 def dpo_config(preference: dict, settings: dict, run_dir: Path, device: str, dtype):
