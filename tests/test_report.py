@@ -9,6 +9,7 @@ from vault_distill.report import (
     ReportError,
     TaskResult,
     build_report,
+    evaluation_arms,
     format_seconds,
     read_benchmark,
     read_history,
@@ -114,3 +115,17 @@ def test_with_the_prefer_stage_the_tuned_figure_has_sft_alone_beside_it_and_its_
         "evaluate",
     )
     assert "benchmark_prefer" in task_files("judge", preference=True) and "benchmark_prefer" not in task_files("judge")
+
+
+@pytest.mark.parametrize(
+    ("deploy", "preference", "arms"),
+    [
+        ("merged", False, ("base", "tuned")),
+        ("adapter", False, ("base", "tuned_adapter")),
+        ("both", False, ("base", "tuned", "tuned_adapter")),
+        ("merged", True, ("base", "tuned", "sft")),
+        ("adapter", True, ("base", "tuned_adapter", "sft")),
+    ],
+)
+def test_the_evaluation_arms_follow_the_deployment_and_the_prefer_stage(deploy, preference, arms):
+    assert evaluation_arms(deploy, preference) == arms

@@ -39,7 +39,7 @@ from vault_distill.quality import (  # noqa: E402
     TUNED_ARMS,
     quality_files,
 )
-from vault_distill.report import base_files, task_files  # noqa: E402
+from vault_distill.report import base_files, evaluation_arms, task_files  # noqa: E402
 from vault_distill.resources import (  # noqa: E402
     CLIENT_MB,
     folder_mb,
@@ -203,14 +203,14 @@ def lora_check_inputs(wildcards):
 
 def evaluated_models(wildcards):
     """The evaluation's arms: the base GGUF, and each deployment of the tuned model."""
-    models = {"base": BASE_GGUF}
-    if DEPLOYS_MERGED:
-        models["tuned"] = MERGED_GGUF.format(task=wildcards.task)
-    if DEPLOYS_ADAPTER:
-        models["tuned_adapter"] = LORA_GGUF.format(task=wildcards.task)
-    if PREFERENCE:
-        models["sft"] = SFT_LORA_GGUF.format(task=wildcards.task)
-    return models
+    paths = {
+        "base": BASE_GGUF,
+        "tuned": MERGED_GGUF,
+        "tuned_adapter": LORA_GGUF,
+        "sft": SFT_LORA_GGUF,
+    }
+    arms = evaluation_arms(config["gguf"]["deploy"], PREFERENCE)
+    return {arm: paths[arm].format(task=wildcards.task) for arm in arms}
 
 
 def evaluation_n_ctx(wildcards):

@@ -53,6 +53,14 @@ def task_stages(deploy: str = "merged", preference: bool = False) -> tuple[str, 
     return tuple(stage for stage in TASK_STAGES if stage not in skipped)
 
 
+def evaluation_arms(deploy: str = "merged", preference: bool = False) -> tuple[str, ...]:
+    """The models the evaluation answers with (and the report expects in eval.json): the base,
+    each deployment of the tuned model that gguf.deploy ships, and SFT alone when the prefer stage
+    is on (`tuned` is then SFT + preference)."""
+    arms = ("base",) + (("tuned",) if deploy != "adapter" else ()) + (("tuned_adapter",) if deploy != "merged" else ())
+    return arms + (("sft",) if preference else ())
+
+
 def task_files(
     task: str, results: str = "results", deploy: str = "merged", gguf_type: str = "Q8_0", preference: bool = False
 ) -> dict[str, str]:
@@ -169,9 +177,7 @@ def load_task(
     evaluation = read_json_file(files["evaluation"])
     metrics = read_json_file(files["metrics"])
     models = evaluation.get("models", {})
-    expected = ["base", *(["tuned"] if deploy != "adapter" else []), *(["tuned_adapter"] if deploy != "merged" else [])]
-    expected += ["sft"] if preference else []
-    for key in expected:
+    for key in evaluation_arms(deploy, preference):
         if key not in models:
             raise ReportError(f"{files['evaluation']}: no results for the {key} model")
     if "hardware" not in metrics:
