@@ -4,7 +4,9 @@ as transformers and bitsandbytes run them, LoRA products under autocast. The rea
 runs in test_model_stages.py."""
 
 import pytest
+from conftest import default_config
 
+from vault_distill.config import training_settings
 from vault_distill.quantize import quantized_layers
 from vault_distill.train import (
     cache_dequantized_weights,
@@ -13,6 +15,7 @@ from vault_distill.train import (
     dequantized_bytes,
     last_checkpoint,
     optimizer_fallback,
+    sft_config,
     tokenized_rows,
     training_autocast,
     untrained_row,
@@ -260,3 +263,13 @@ def test_a_checkpoint_whose_save_was_cut_off_is_never_resumed(tmp_path):
     resumed.train(resume_from_checkpoint=last_checkpoint(tmp_path))
     assert resumed.state.global_step == 3
     assert last_checkpoint(tmp_path / "no-such-run") is None
+
+
+@pytest.mark.parametrize(("alpha", "expected"), [("default", 5), (None, None), (10, 10)])
+def test_neftune_alpha_reaches_trl_and_is_on_by_default(tmp_path, alpha, expected):
+    config = default_config()
+    if alpha != "default":
+        config["training"]["neftune_alpha"] = alpha
+    settings = training_settings(config, "judge")
+    args = sft_config(settings, tmp_path, "cpu", None, checkpoint_every=20, evaluate=False)
+    assert args.neftune_noise_alpha == expected

@@ -423,7 +423,9 @@ def render_quality_markdown(quality: dict) -> str:
         "llama.cpp grammar, which is what Ollama's `format` does; `tuned_adapter`, where built, is the "
         "task's LoRA GGUF on the base GGUF, prompted only, as `snakemake serve` and an Ollama ADAPTER serve it; "
         "`sft`, where the prefer stage is on, is the SFT adapter before DPO, on the base GGUF, prompted only: "
-        "beside `tuned` (SFT + preference) it shows what the preference stage changed.",
+        "beside `tuned_adapter` (SFT + preference, served the same way: gguf.deploy adapter or both) it shows "
+        "what the preference stage changed. Beside the merged `tuned` the serving path differs too, and its "
+        "rounding alone can move a small model's compliance by several answers in 40.",
         "",
         f"{quality['compliance_rule'][0].upper()}{quality['compliance_rule'][1:]}. The interval is Wilson's, 95%.",
         "",
