@@ -125,6 +125,7 @@ def test_with_the_prefer_stage_the_tuned_figure_has_sft_alone_beside_it_and_its_
         ("both", False, ("base", "tuned", "tuned_adapter")),
         ("merged", True, ("base", "tuned", "sft")),
         ("adapter", True, ("base", "tuned_adapter", "sft")),
+        ("both", True, ("base", "tuned", "tuned_adapter", "sft")),
     ],
 )
 def test_the_evaluation_arms_follow_the_deployment_and_the_prefer_stage(deploy, preference, arms):
