@@ -12,7 +12,10 @@ wrote) for the same epochs, in this one process, on this machine:
 The last line is `speedup_vs_seed=<x> mfu=<x> tok_s=<n> seed_tok_s=<n>`:
 - speedup_vs_seed: the seed job's wall time over the pipeline job's, quantization included;
 - tok_s / seed_tok_s: unpadded trained tokens per second of training;
-- mfu: 6 * parameters * tok_s over the bf16 matmul FLOP/s measured on the spot.
+- mfu: 6 * parameters * tok_s over the FLOP/s of one large matmul in the dtype the step
+  computes in, measured on the spot. That is bf16 where the device computes bf16 natively, and
+  fp32 where it does not (a CPU without AVX512_BF16 or AMX runs bf16 matmuls at a few GFLOP/s:
+  a bf16 ceiling there would make any fp32 step look faster than the machine).
 
     .venv/bin/python benchmarks/train_throughput.py                 # the default task, full epochs
     .venv/bin/python benchmarks/train_throughput.py --tiny          # a few steps: proves it runs
@@ -53,13 +56,13 @@ def load_config(path: Path) -> dict:
     return config
 
 
-def bf16_matmul_flops(device: str, size: int, repeats: int) -> float:
-    """FLOP/s of one large bf16 matmul: the ceiling a training step is measured against."""
+def matmul_flops(device: str, dtype, size: int, repeats: int, warmups: int = 2) -> float:
+    """FLOP/s of one large matmul in `dtype`: the ceiling a training step is measured against."""
     import torch
 
-    a = torch.randn(size, size, dtype=torch.bfloat16, device=device)
-    b = torch.randn(size, size, dtype=torch.bfloat16, device=device)
-    for _ in range(2):
+    a = torch.randn(size, size, dtype=dtype, device=device)
+    b = torch.randn(size, size, dtype=dtype, device=device)
+    for _ in range(warmups):
         a @ b
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     sync()
@@ -219,13 +222,21 @@ def main() -> None:
             sys.exit(f"{needed} is missing: build it first, e.g. snakemake --cores 2 {train_file} {base_dir}")
     rows = read_jsonl(train_file)[:examples]
 
+    import torch
+
     set_threads(args.threads)
     device = resolve_device(settings["device"])
     dtype = resolve_dtype(settings["dtype"], device)
     size = 8192 if device.startswith("cuda") else 2048
-    peak = bf16_matmul_flops(device, size, repeats=20 if device.startswith("cuda") else 5)
+    peak = matmul_flops(device, dtype, size, repeats=20 if device.startswith("cuda") else 5)
+    # The bf16 figure is printed with every timing, so that runners can be compared; where the
+    # step does not compute in bf16 it is measured once, briefly (it can be 100x slower).
+    bf16 = peak if dtype == torch.bfloat16 else matmul_flops(device, torch.bfloat16, size, repeats=1, warmups=0)
     params = parameter_count(base_dir)
-    print(f"device={device} dtype={dtype} threads={args.threads} bf16_matmul_{size}={peak / 1e9:.0f} GFLOP/s")
+    print(
+        f"device={device} dtype={dtype} threads={args.threads} bf16_matmul_{size}={bf16 / 1e9:.0f} GFLOP/s "
+        f"ceiling_{str(dtype).removeprefix('torch.')}_matmul_{size}={peak / 1e9:.0f} GFLOP/s"
+    )
     print(f"task={args.task} examples={len(rows)} epochs={settings['epochs']} parameters={params}")
 
     with tempfile.TemporaryDirectory(prefix="train_throughput_") as tmp:

@@ -104,6 +104,22 @@ def test_content_defects_of_the_default_teachers_own_answers():
     assert content_defects(copied, schema("judge"), prompt("judge"), JUDGE_INPUT) == [COPIED_PROMPT]
 
 
+def test_a_string_that_loops_inside_a_valid_answer_is_a_content_defect():
+    """The default teacher's reflector answer, valid only because its grammar stopped the
+    string at maxLength: a student without the grammar learns a string that never ends."""
+    looping = (
+        '{"highlights": ["shipped the parser"], "struggles": ["10.1.2.1.1.1.1.1.1.1.1.1.1"], '
+        '"energy_trend": "steady", "focus_next_week": "tests"}'
+    )
+    assert content_defects(looping, schema("reflector"), prompt("reflector"), "") == [LOOP]
+    # A number, a path, a version or a table row's padding is not a loop.
+    plain = (
+        '{"highlights": ["moved to 10.1.2"], "struggles": ["a/b/c/d config"], '
+        '"energy_trend": "steady", "focus_next_week": "2026-10-12 \u2502 35.4 \u2502          34 \u2502"}'
+    )
+    assert content_defects(plain, schema("reflector"), prompt("reflector"), "") == []
+
+
 def test_text_the_input_itself_holds_may_be_quoted():
     """A phrase in both the prompt and the input is the input's to quote."""
     user = "=== KNOWLEDGE JUDGE DATA ===\n\n# Note\nMy gaps: up to 3 short strings, says the form."

@@ -81,7 +81,7 @@ def test_run_teacher_asks_the_first_inputs_rejects_bad_answers_and_pays_once(tmp
         "rejected": 1,
         "refused_for_defects": {},
         "rejected_with_defects": 0,
-        "accepted_with_defects": {"repeated_items": 0, "copied_prompt": 0, "enum_as_list": 0},
+        "accepted_with_defects": {"looping_string": 0, "repeated_items": 0, "copied_prompt": 0, "enum_as_list": 0},
     }
     calls = (tmp_path / "calls.log").read_text().count("call")
     assert calls == 3  # a once; b twice (one schema retry)
@@ -146,3 +146,18 @@ def test_answers_with_content_defects_are_re_asked_and_the_cache_is_re_judged_wi
     unchecked = run()
     assert len(unchecked.examples) == 2 and unchecked.stats["generated"] == 0 and calls() == 4
     assert unchecked.stats["refused_for_defects"] == {"repeated_items": 2}  # a's first answer, b's second
+
+
+def test_an_answer_whose_string_loops_is_re_asked_when_looping_string_is_rejected(tmp_path):
+    looping = '{"verdict": "keep", "gaps": ["1.1.1.1.1.1.1.1.1.1.1.1"]}'
+    clean = '{"verdict": "keep", "gaps": ["no sources"]}'
+    command, log = attempt_teacher(tmp_path, {"a": [looping, clean]})
+    inputs = [{"id": "a", "sources": ["a.md"], "user": "a"}]
+    settings = command_teacher_settings(tmp_path / "cache", command, schema_retries=1)
+    assert run_teacher(inputs, "Judge.", LIST_SCHEMA, settings, 1).stats["accepted_with_defects"]["looping_string"] == 1
+
+    settings["reject_defects"] = ["looping_string"]
+    checked = run_teacher(inputs, "Judge.", LIST_SCHEMA, settings, 1)
+    assert [e["messages"][2]["content"] for e in checked.examples] == [clean]
+    assert checked.stats["refused_for_defects"] == {"looping_string": 1}
+    assert len(log.read_text().split()) == 2

@@ -56,7 +56,7 @@ SCHEMA_PATTERNS = {
 OTHER_SCHEMA_ERROR = "other schema error"
 PATTERNS = TEXT_PATTERNS + tuple(SCHEMA_PATTERNS.values()) + (OTHER_SCHEMA_ERROR,)
 # Teacher answers carrying these are re-asked, then rejected, like a schema failure.
-CONTENT_DEFECTS = (REPEATED_ITEMS, COPIED_PROMPT, ENUM_AS_LIST)
+CONTENT_DEFECTS = (LOOP, REPEATED_ITEMS, COPIED_PROMPT, ENUM_AS_LIST)
 
 _LOOP = re.compile(r"(.{2,40}?)\1{4,}", re.S)
 _ENUMERATOR = re.compile(r"^\s*(?:\d+|[a-z])[.)]\s+")
@@ -203,6 +203,12 @@ def normalized_item(item: str) -> str:
     return " ".join(_ENUMERATOR.sub("", item).lower().split())
 
 
+def looping_string(value: str) -> bool:
+    """A stretch of text repeated 5+ times in a row inside one string; runs of whitespace (a
+    table's padding copied from a note) do not count."""
+    return any(match[1].strip() for match in _LOOP.finditer(value))
+
+
 def has_repeated_items(arrays: list[tuple[str | None, list[str]]]) -> bool:
     for _, items in arrays:
         normalized = [normalized_item(item) for item in items if isinstance(item, str)]
@@ -280,6 +286,10 @@ def content_defects(text: str, schema: dict, system: str, user: str) -> list[str
 def _scanned_defects(scan: Scan, schema: dict, system: str, user: str) -> list[str]:
     boilerplate, body = prompt_boilerplate(system, user, schema)
     found = set()
+    # A loop inside a string value: a grammar-bound teacher stops it at maxLength, so the
+    # answer is valid, but a student without the grammar learns a string that never ends.
+    if any(looping_string(value) for value in scan.strings):
+        found.add(LOOP)
     if has_repeated_items(scan.arrays):
         found.add(REPEATED_ITEMS)
     if copied_strings(scan.strings, boilerplate, body):

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from .cache import ResponseCache, cache_key
 from .config import keys_with_role
-from .failure_modes import COPIED_PROMPT, ENUM_AS_LIST, REPEATED_ITEMS, content_defects
+from .failure_modes import COPIED_PROMPT, ENUM_AS_LIST, LOOP, REPEATED_ITEMS, content_defects
 from .models import resolve_gguf
 
 log = logging.getLogger(__name__)
@@ -282,7 +282,12 @@ class TeacherRun:
 
 # Content defects a schema lets through (teacher.reject_defects names them): an answer that
 # has one is re-asked like a schema failure, then rejected.
-DEFECTS = {"repeated_items": REPEATED_ITEMS, "copied_prompt": COPIED_PROMPT, "enum_as_list": ENUM_AS_LIST}
+DEFECTS = {
+    "looping_string": LOOP,
+    "repeated_items": REPEATED_ITEMS,
+    "copied_prompt": COPIED_PROMPT,
+    "enum_as_list": ENUM_AS_LIST,
+}
 # Settings added after caches were written: at these values they are left out of the cache key,
 # so that every answer cached before they existed is still found (and never paid for again).
 IDENTITY_WHEN_ADDED = {"presence_penalty": 0.0, "frequency_penalty": 0.0}
