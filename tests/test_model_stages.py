@@ -452,7 +452,8 @@ def test_train_throughput_benchmark_runs(built):
     # mfu's ceiling is a matmul in the dtype the step computes in (fp32 on a CPU without native
     # bf16), and the bf16 figure is printed beside it either way.
     header = re.fullmatch(
-        r"device=cpu dtype=torch\.(\w+) threads=2 bf16_matmul_2048=\d+ GFLOP/s ceiling_(\w+)_matmul_2048=\d+ GFLOP/s",
+        r"device=cpu dtype=torch\.(\w+) threads=2 bf16_matmul_2048=\d+\.\d GFLOP/s "
+        r"ceiling_(\w+)_matmul_2048=\d+\.\d GFLOP/s",
         lines[0],
     )
     assert header and header[1] == header[2] == str(resolve_dtype("auto", "cpu")).removeprefix("torch."), lines[0]
