@@ -303,7 +303,7 @@ def failure_patterns(text: str, schema: dict, system: str = "", user: str = "") 
     """Every pattern (PATTERNS) found in one answer, in table order."""
     scan = scan_json(text)
     found = _structure_patterns(scan) | set(_scanned_defects(scan, schema, system, user))
-    if _LOOP.search(text):
+    if LOOP not in found and _LOOP.search(text):  # a loop in a string value is already found
         found.add(LOOP)
     if any(len(keys) != len(set(keys)) for keys in scan.objects):
         found.add(REPEATED_KEYS)
