@@ -86,6 +86,9 @@ def test_a_max_length_too_small_stops_before_any_teacher_call(tmp_path):
     config = judge_only_config(tmp_path, calls)
     config["tasks"]["judge"]["training"] = {"max_length": 128}
     workdir = make_workdir(tmp_path, config)
+    # Extract first: with one core the scheduler may pick preflight before extract, and then
+    # extract never runs, so the kept-work check needs the inputs built beforehand.
+    snakemake(workdir, "--cores", "1", "results/judge/inputs.jsonl")
     done = snakemake(workdir, "--cores", "1", "results/judge/teacher.jsonl", check=False)
     assert done.returncode != 0
     log = (workdir / "results/logs/judge/preflight.log").read_text(encoding="utf-8")
@@ -146,6 +149,9 @@ def test_a_chat_template_with_no_modelfile_stops_before_any_teacher_call(tmp_pat
     student.save_pretrained(tmp_path / "student")
     config["base_model"] = str(tmp_path / "student")
     workdir = make_workdir(tmp_path, config)
+    # Extract first: with one core the scheduler may pick preflight before extract, and then
+    # extract never runs, so the kept-work check needs the inputs built beforehand.
+    snakemake(workdir, "--cores", "1", "results/judge/inputs.jsonl")
     done = snakemake(workdir, "--cores", "1", "results/judge/teacher.jsonl", check=False)
     assert done.returncode != 0
     log = (workdir / "results/logs/base_tokenizer.log").read_text(encoding="utf-8")
