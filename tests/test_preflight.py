@@ -149,9 +149,6 @@ def test_a_chat_template_with_no_modelfile_stops_before_any_teacher_call(tmp_pat
     student.save_pretrained(tmp_path / "student")
     config["base_model"] = str(tmp_path / "student")
     workdir = make_workdir(tmp_path, config)
-    # Extract first: with one core the scheduler may pick preflight before extract, and then
-    # extract never runs, so the kept-work check needs the inputs built beforehand.
-    snakemake(workdir, "--cores", "1", "results/judge/inputs.jsonl")
     done = snakemake(workdir, "--cores", "1", "results/judge/teacher.jsonl", check=False)
     assert done.returncode != 0
     log = (workdir / "results/logs/base_tokenizer.log").read_text(encoding="utf-8")
