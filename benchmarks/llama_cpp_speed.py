@@ -8,9 +8,11 @@ without the JSON-schema grammar that the teacher and the grammar arm decode unde
 Each wheel is unpacked into its own folder and measured in a fresh process, in turns (A, B, A, B,
 ...), so both see the same machine load; medians are reported. Wheels come from setup's cache,
 ~/.cache/vault-distill/wheels/<variant>-<python>/. The last line is
-`prefill_speedup=<x> generate_speedup=<x> grammar_overhead=<x> teach_speedup=<x>`: B over A for the
-speedups, and free over grammar-constrained generation for B (above 1: the grammar costs that
-factor). teach_speedup is completion tokens per second of teacher-like chat calls under the schema.
+`prefill_speedup=<x> generate_speedup=<x> grammar_overhead=<x> teach_speedup=<x> grammar_last_speedup=<x>`:
+B over A for the speedups, and free over grammar-constrained generation for B (above 1: the grammar
+costs that factor). teach_speedup is completion tokens per second of teacher-like chat calls under
+the schema; grammar_last_speedup is the same calls through the teacher's own sampler (greedy, the
+grammar checked on the chosen token only: the same answers) over llama-cpp-python's, on B.
 """
 
 from __future__ import annotations
@@ -41,10 +43,14 @@ def worker(threads: int, model: str | None) -> dict:
     import llama_cpp
     from llama_cpp import Llama, LlamaGrammar
 
+    from vault_distill.grammar_sampling import GrammarLastLlama
     from vault_distill.models import bundled_gguf
 
-    llm = Llama(model_path=model or str(bundled_gguf("bundled:smollm2", "model")), n_ctx=2048, n_threads=threads,
-                n_threads_batch=threads, n_batch=512, verbose=False)  # fmt: skip
+    def load(cls):
+        return cls(model_path=model or str(bundled_gguf("bundled:smollm2", "model")), n_ctx=2048, n_threads=threads,
+                   n_threads_batch=threads, n_batch=512, verbose=False)  # fmt: skip
+
+    llm = load(Llama)
     notes = "\n".join(
         p.read_text(encoding="utf-8", errors="replace") for p in sorted((ROOT / "resources" / "vault").rglob("*.md"))
     )
@@ -66,7 +72,7 @@ def worker(threads: int, model: str | None) -> dict:
                 break
         return produced / (time.perf_counter() - started)
 
-    def teach() -> float:
+    def teach(llm) -> float:
         """Completion tokens per second of teacher-like calls: chat, JSON schema, greedy. Counted
         in tokens, because two builds' numerics can make the same call answer at other lengths."""
         schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
@@ -87,7 +93,8 @@ def worker(threads: int, model: str | None) -> dict:
         "prefill_tok_s": PREFILL_TOKENS / prefill_s,
         "generate_tok_s": generate(None),
         "grammar_tok_s": generate(grammar),
-        "teach_tok_s": teach(),
+        "teach_tok_s": teach(llm),
+        "teach_grammar_last_tok_s": teach(load(GrammarLastLlama)),
     }
 
 
@@ -148,7 +155,8 @@ def main() -> None:
         f"prefill_speedup={new['prefill_tok_s'] / base['prefill_tok_s']:.2f} "
         f"generate_speedup={new['generate_tok_s'] / base['generate_tok_s']:.2f} "
         f"grammar_overhead={new['generate_tok_s'] / new['grammar_tok_s']:.2f} "
-        f"teach_speedup={new['teach_tok_s'] / base['teach_tok_s']:.2f}"
+        f"teach_speedup={new['teach_tok_s'] / base['teach_tok_s']:.2f} "
+        f"grammar_last_speedup={new['teach_grammar_last_tok_s'] / new['teach_tok_s']:.2f}"
     )
 
 

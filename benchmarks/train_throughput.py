@@ -22,6 +22,7 @@ The last line is `speedup_vs_seed=<x> mfu=<x> tok_s=<n> seed_tok_s=<n>`:
 
     .venv/bin/python benchmarks/train_throughput.py                 # the default task, full epochs
     .venv/bin/python benchmarks/train_throughput.py --tiny          # a few steps: proves it runs
+    .venv/bin/python benchmarks/train_throughput.py --profile 8     # where the pipeline's step spends its time
 """
 
 from __future__ import annotations
@@ -194,6 +195,35 @@ def seed_recipe(
     }
 
 
+def step_profiler(steps: int, warmup: int, device: str):
+    """A TrainerCallback that records `steps` optimizer steps after `warmup` with torch.profiler
+    (the first steps pay for allocations and kernel choices); `.table()` is where their time went."""
+    import torch
+    from transformers import TrainerCallback
+
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.startswith("cuda"):
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+
+    class StepProfiler(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            schedule = torch.profiler.schedule(wait=0, warmup=warmup, active=steps, repeat=1)
+            self.profiler = torch.profiler.profile(activities=activities, schedule=schedule, record_shapes=True)
+            self.profiler.start()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.profiler.step()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.profiler.stop()
+
+        def table(self, rows: int = 30) -> str:
+            sort_by = "self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total"
+            return self.profiler.key_averages().table(sort_by=sort_by, row_limit=rows)
+
+    return StepProfiler()
+
+
 def pipeline_recipe(
     rows: list[dict],
     train_file: Path,
@@ -205,6 +235,7 @@ def pipeline_recipe(
     device: str,
     dtype,
     threads: int,
+    callbacks: list | None = None,
 ) -> dict:
     """The quantize rule and the train rule, as the workflow runs them."""
     started = time.monotonic()
@@ -220,6 +251,7 @@ def pipeline_recipe(
         checkpoint_every=10**6,
         train_file=train_file,
         threads=threads,
+        callbacks=callbacks,
     )
     metrics = result.metrics
     return {
@@ -243,6 +275,7 @@ def main() -> None:
     parser.add_argument("--examples", type=int, help="train on the first N examples only")
     parser.add_argument("--tiny", action="store_true", help="8 examples, 1 epoch, no HQQ optimize: only proves it runs")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--profile", type=int, metavar="STEPS", help="profile STEPS steps of the pipeline alone")
     args = parser.parse_args()
 
     config = load_config(args.config)
@@ -277,6 +310,9 @@ def main() -> None:
     )
     print(f"task={args.task} examples={len(rows)} epochs={settings['epochs']} parameters={params}")
 
+    if args.profile:
+        profile_pipeline(args, rows, train_file, base_dir, tokenizer_dir, settings, config, device, dtype)
+        return
     with tempfile.TemporaryDirectory(prefix="train_throughput_") as tmp:
         work = Path(tmp)
         (work / "seed").mkdir()
@@ -304,6 +340,20 @@ def main() -> None:
         f"speedup_vs_seed={seed['job_wall_s'] / ours['job_wall_s']:.2f} mfu={mfu:.2f} "
         f"tok_s={ours['tok_s']:.0f} seed_tok_s={seed['tok_s']:.0f}"
     )
+
+
+PROFILE_WARMUP_STEPS = 2
+
+
+def profile_pipeline(args, rows, train_file, base_dir, tokenizer_dir, settings, config, device, dtype) -> None:
+    """The pipeline's train step alone, under torch.profiler: its tok/s and the ops that take the time."""
+    settings["max_steps"] = PROFILE_WARMUP_STEPS + args.profile
+    profiler = step_profiler(args.profile, PROFILE_WARMUP_STEPS, device)
+    with tempfile.TemporaryDirectory(prefix="train_profile_") as tmp:
+        ours = pipeline_recipe(rows, train_file, base_dir, tokenizer_dir, Path(tmp), settings,
+                               config["quantization"], device, dtype, args.threads, callbacks=[profiler])  # fmt: skip
+    print(profiler.table())
+    print(f"profiled_steps={args.profile} tok_s={ours['tok_s']:.0f} (every step, warm-up included)")
 
 
 if __name__ == "__main__":

@@ -74,14 +74,17 @@ class LlamaCppBackend:
     """A local GGUF, in-process, schema-constrained by llama.cpp's grammar sampler."""
 
     def __init__(self, settings: dict, threads: int = 1):
-        from llama_cpp import Llama
+        from .grammar_sampling import GrammarLastLlama
 
         self.settings = settings
         path = resolve_gguf(settings["model"], key="teacher.model")
-        self.llm = Llama(
+        # Greedy answers under the schema check the grammar on the chosen token only: the same
+        # answers, without matching the whole vocabulary against the grammar at every token.
+        self.llm = GrammarLastLlama(
             model_path=str(path),
             n_ctx=settings["n_ctx"],
             n_threads=max(1, threads),
+            n_threads_batch=max(1, threads),
             seed=settings["seed"],
             verbose=False,
         )

@@ -534,12 +534,14 @@ def train_adapter(
     train_file: str | Path,
     checkpoint_minutes: float | None = None,
     threads: int = 1,
+    callbacks: list | None = None,
 ) -> TrainResult:
     """Train one task's LoRA adapter and save it to `adapter_dir`.
 
     Checkpoints go to `checkpoint_root/<fingerprint>`, every `checkpoint_every` steps or
     `checkpoint_minutes`, whichever comes first, outside the rule's outputs; a run killed
-    halfway resumes from its last checkpoint, and a finished run deletes them.
+    halfway resumes from its last checkpoint, and a finished run deletes them. `callbacks` are
+    more TrainerCallbacks, for a benchmark's profiler; they never change what is learned.
     """
     import torch
     from datasets import Dataset
@@ -564,7 +566,7 @@ def train_adapter(
         train_dataset=Dataset.from_list(rows),
         eval_dataset=Dataset.from_list(evals) if evals else None,
         processing_class=tokenizer,
-        callbacks=[save_every_minutes(checkpoint_minutes)] if checkpoint_minutes else None,
+        callbacks=[*([save_every_minutes(checkpoint_minutes)] if checkpoint_minutes else []), *(callbacks or [])],
     )
     check_tokenized(trainer, rows, settings["max_length"])
 
