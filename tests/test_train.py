@@ -14,6 +14,7 @@ from vault_distill.train import (
     decide_gradient_checkpointing,
     dequantized_bytes,
     last_checkpoint,
+    mixed_precision_forward,
     optimizer_fallback,
     sft_config,
     tokenized_rows,
@@ -156,10 +157,9 @@ def test_every_optimizer_the_schema_allows_is_one_transformers_builds(tmp_path, 
     assert options.items() <= kwargs.items()
 
 
-def test_lora_products_run_in_the_training_dtype_under_training_autocast():
-    """PEFT keeps the LoRA weights in fp32 for the optimizer. Without autocast (the Trainer's
-    CPU case) their products run in fp32; under training_autocast they run in bf16, the
-    gradients still reach the fp32 weights, and the output differs only by rounding."""
+def hqq_lora_toy():
+    """Two HQQ 4-bit layers with random LoRA A and B (not PEFT's zero B, so that the LoRA branch
+    changes the output), and a bf16 input."""
     import torch
     from hqq.core.quantize import BaseQuantizeConfig, HQQLinear
     from peft import LoraConfig, get_peft_model
@@ -169,13 +169,25 @@ def test_lora_products_run_in_the_training_dtype_under_training_autocast():
     quant = BaseQuantizeConfig(nbits=4, group_size=64)
     for index in (0, 2):
         model[index] = HQQLinear(model[index], quant, compute_dtype=torch.bfloat16, device="cpu")
-    # Random A and B (not PEFT's zero B) so that the LoRA branch changes the output.
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["0", "2"], init_lora_weights=False))
-    lora_b = [module for name, module in model.named_modules() if name.endswith("lora_B.default")]
+    return model, torch.randn(3, 5, 128, dtype=torch.bfloat16)
+
+
+def lora_modules(model, suffix: str) -> list:
+    return [module for name, module in model.named_modules() if name.endswith(suffix)]
+
+
+def test_lora_products_run_in_the_training_dtype_under_training_autocast():
+    """PEFT keeps the LoRA weights in fp32 for the optimizer. Without autocast (the Trainer's
+    CPU case) their products run in fp32; under training_autocast they run in bf16, the
+    gradients still reach the fp32 weights, and the output differs only by rounding."""
+    import torch
+
+    model, x = hqq_lora_toy()
+    lora_b = lora_modules(model, "lora_B.default")
     seen_dtypes = []
     for module in lora_b:
         module.register_forward_hook(lambda module, args, out: seen_dtypes.append(out.dtype))
-    x = torch.randn(3, 5, 128, dtype=torch.bfloat16)
 
     def run(autocast: bool):
         seen_dtypes.clear()
@@ -192,6 +204,41 @@ def test_lora_products_run_in_the_training_dtype_under_training_autocast():
     assert mixed_dtypes == [torch.bfloat16, torch.bfloat16]
     assert all(grad is not None and grad.dtype == torch.float32 and grad.abs().sum() > 0 for grad in mixed_grads)
     torch.testing.assert_close(mixed_out, fp32_out, rtol=0.02, atol=0.02)
+
+
+def test_the_mixed_precision_forward_drops_peft_s_input_casts_and_computes_bitwise_the_same():
+    """PEFT casts every LoRA input to its weights' fp32, and autocast casts it straight back to bf16
+    for the product. Without that round trip the LoRA layers see the bf16 input itself, and the
+    output and every gradient are bitwise those of training_autocast alone."""
+    import torch
+
+    model, x = hqq_lora_toy()
+    lora_a = lora_modules(model, "lora_A.default")
+    input_dtypes = []
+    for module in lora_a:
+        module.register_forward_pre_hook(lambda module, args: input_dtypes.append(args[0].dtype))
+
+    def run(forward):
+        input_dtypes.clear()
+        model.zero_grad()
+        with forward:
+            out = model(x)
+        out.float().square().sum().backward()
+        grads = [param.grad.clone() for param in model.parameters() if param.requires_grad]
+        return out.detach(), list(input_dtypes), grads
+
+    cast_out, cast_inputs, cast_grads = run(training_autocast("cpu", torch.bfloat16))
+    out, inputs, grads = run(mixed_precision_forward(model, "cpu", torch.bfloat16))
+    assert cast_inputs == [torch.float32, torch.float32]
+    assert inputs == [torch.bfloat16, torch.bfloat16]
+    assert torch.equal(out, cast_out)
+    assert len(grads) == len(cast_grads) == 4
+    assert all(torch.equal(a, b) for a, b in zip(grads, cast_grads, strict=True))
+    # PEFT's own setting is back once the forward is done, for any code that runs without autocast.
+    assert all(module.cast_input_dtype_enabled for module in lora_modules(model, "0") + lora_modules(model, "2"))
+    # Without mixed precision there is no cast to drop: fp32 stays fp32.
+    with mixed_precision_forward(model, "cpu", torch.float32):
+        assert all(module.cast_input_dtype_enabled for module in lora_modules(model, "0"))
 
 
 def test_an_untrained_end_of_turn_row_is_told_from_a_trained_one():

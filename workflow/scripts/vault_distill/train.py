@@ -8,6 +8,7 @@ is never cut.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import hashlib
@@ -164,8 +165,29 @@ def training_autocast(device: str, dtype):
     """
     import torch
 
-    mixed_precision = dtype in (torch.bfloat16, torch.float16)
-    return torch.autocast(torch.device(device).type, dtype=dtype, enabled=mixed_precision)
+    return torch.autocast(torch.device(device).type, dtype=dtype, enabled=is_mixed_precision(dtype))
+
+
+def is_mixed_precision(dtype) -> bool:
+    import torch
+
+    return dtype in (torch.bfloat16, torch.float16)
+
+
+@contextlib.contextmanager
+def mixed_precision_forward(model, device: str, dtype):
+    """`training_autocast`, without PEFT's cast of every LoRA input to its weights' fp32.
+
+    Under autocast that cast is exact, and autocast casts the input straight back to the training
+    dtype for the LoRA product: the products are bitwise the same without it, and each LoRA layer
+    loses two full-width copies of its input (and their backward). Measured on the Intel runner:
+    `aten::copy_` 7.3 -> 1.3 s of 6 profiled steps (benchmarks/train_throughput.py --profile), and
+    a 1.14x faster step, same batch, same process, alternating; loss and gradients bitwise equal.
+    """
+    from peft.helpers import disable_input_dtype_casting
+
+    with training_autocast(device, dtype), disable_input_dtype_casting(model, active=is_mixed_precision(dtype)):
+        yield
 
 
 def completion_only_trainer(device: str, dtype):
@@ -176,7 +198,7 @@ def completion_only_trainer(device: str, dtype):
     batch through the 49k-word head in fp32 and adds entropy and top-1 metrics that nobody
     reads; prompts are ~85% of the tokens here, so that was a quarter of each step.
 
-    The forward runs under `training_autocast`.
+    The forward runs under `mixed_precision_forward`.
     """
     import torch
     from trl import SFTTrainer
@@ -187,7 +209,7 @@ def completion_only_trainer(device: str, dtype):
             trained = labels != -100
             causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
             backbone = getattr(causal_lm, causal_lm.base_model_prefix)
-            with training_autocast(device, dtype):
+            with mixed_precision_forward(model, device, dtype):
                 hidden = backbone(
                     input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"), use_cache=False
                 ).last_hidden_state[:, :-1]
