@@ -41,6 +41,7 @@ def answer(llm, note, max_tokens=160, **options) -> str:
     return response["choices"][0]["message"]["content"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("note", NOTES, ids=[note.stem for note in NOTES])
 def test_greedy_under_a_schema_answers_exactly_as_llama_cpp_python(models, note):
     stock, grammar_last = models
@@ -52,6 +53,7 @@ def test_greedy_under_a_schema_answers_exactly_as_llama_cpp_python(models, note)
     assert grammar_last._sampler.fallbacks > 0
 
 
+@pytest.mark.slow
 def test_the_grammar_refuses_a_token_that_cannot_start_the_json(models):
     _, llm = models
     grammar = LlamaGrammar.from_json_schema(json.dumps(SCHEMA), verbose=False)
@@ -64,6 +66,7 @@ def test_the_grammar_refuses_a_token_that_cannot_start_the_json(models):
     assert sampler.grammar is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "options",
     [

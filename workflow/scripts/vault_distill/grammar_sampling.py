@@ -2,8 +2,8 @@
 
 llama-cpp-python applies the grammar to the whole vocabulary before every token: each of the
 49,152 SmolLM2 tokens is matched against the grammar's stacks, which cost as much as the model's
-own forward pass on a 2-core CPU (generation under the teacher's JSON schema ran at 40 tok/s
-against 72 without it). llama.cpp's `common_sampler_sample` (used by llama-server) checks only
+own forward pass on a 2-core CPU (on the Intel runner: 40-43 tok/s under the teacher's JSON
+schema against 72-79 without it). llama.cpp's `common_sampler_sample` (used by llama-server) checks only
 the token the chain picked, and applies the grammar to every candidate only when that one is
 refused. For greedy decoding with no penalties the two pick the same token: the most likely
 token, if the grammar allows it, is also the most likely allowed one; if not, the fallback is

@@ -558,13 +558,9 @@ def train_adapter(
     threads: int = 1,
     callbacks: list | None = None,
 ) -> TrainResult:
-    """Train one task's LoRA adapter and save it to `adapter_dir`.
-
-    Checkpoints go to `checkpoint_root/<fingerprint>`, every `checkpoint_every` steps or
-    `checkpoint_minutes`, whichever comes first, outside the rule's outputs; a run killed
-    halfway resumes from its last checkpoint, and a finished run deletes them. `callbacks` are
-    more TrainerCallbacks, for a benchmark's profiler; they never change what is learned.
-    """
+    """Train one task's LoRA adapter and save it to `adapter_dir`. Checkpoints go to `checkpoint_root/
+    <fingerprint>`, every `checkpoint_every` steps or `checkpoint_minutes`, whichever comes first, outside the
+    rule's outputs: a killed run resumes from its last one, a finished run deletes them. `callbacks`: a profiler's."""
     import torch
     from datasets import Dataset
     from transformers import AutoTokenizer
