@@ -33,7 +33,9 @@ class GreedyGrammarSampler:
         if not self.grammar:
             raise ValueError("llama.cpp could not parse the grammar")
         self.n_vocab = n_vocab
+        # The grammar only sets a refused token's logit to -inf: ids (and p, zeroed by ctypes) stay put.
         self.candidates = (llama_cpp.llama_token_data * n_vocab)()
+        np.ctypeslib.as_array(self.candidates)["id"] = np.arange(n_vocab, dtype=np.int32)
         self.fallbacks = 0
 
     def sample(self, ctx, idx: int) -> int:
@@ -54,9 +56,7 @@ class GreedyGrammarSampler:
     def best_allowed(self, logits: np.ndarray) -> int:
         """llama-cpp-python's own step: the grammar over every token, then the most likely one."""
         view = np.ctypeslib.as_array(self.candidates)
-        view["id"] = np.arange(self.n_vocab, dtype=np.int32)
         view["logit"] = logits
-        view["p"] = 0.0
         array = llama_cpp.llama_token_data_array(self.candidates, self.n_vocab, -1, False)
         llama_cpp.llama_sampler_apply(self.grammar, ctypes.byref(array))
         return int(np.argmax(view["logit"]))
