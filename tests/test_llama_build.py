@@ -99,12 +99,15 @@ def test_the_installed_library_is_this_cpus_build():
         assert (f"AVX512_{feature.upper()} = 1" in info) == (feature in name.split("-")), (name, info)
 
 
-# Runs in its own process: a crash in a kernel (the unpatched AMX one dies with SIGSEGV) fails the
+# Runs in its own process: a crash in a kernel (the unpatched AMX one dies with SIGILL) fails the
 # test instead of killing pytest. Logits of the bundled Q4_1 model, served as every stage serves it,
-# and of the same weights dequantized to F32, which no quantized kernel (AMX, REPACK, tinyBLAS) touches.
+# before and after a PyTorch bf16 matmul on the same threads (oneDNN's AMX kernels release the tiles
+# after use, as the convert check and the prefer stage do between llama.cpp calls), and of the same
+# weights dequantized to F32, which no quantized kernel (AMX, REPACK, tinyBLAS) touches.
 FORWARD = textwrap.dedent("""
     import ctypes, json, sys
     import numpy as np
+    import torch
     import llama_cpp
     from llama_cpp import Llama
 
@@ -113,24 +116,36 @@ FORWARD = textwrap.dedent("""
     params.ftype, params.allow_requantize, params.nthread = 0, True, 2  # 0: LLAMA_FTYPE_ALL_F32
     assert llama_cpp.llama_model_quantize(source.encode(), reference.encode(), ctypes.byref(params)) == 0
 
-    def logits(path):
-        llm = Llama(model_path=path, n_ctx=512, logits_all=True, n_threads=2, n_threads_batch=2, verbose=True)
+    def load(path):
+        return Llama(model_path=path, n_ctx=512, logits_all=True, n_threads=2, n_threads_batch=2, verbose=True)
+
+    def logits(llm):
         tokens = llm.tokenize(text.encode())[:256]
+        llm.reset()
         llm.eval(tokens)
         return np.array(llm.scores[: len(tokens)], dtype=np.float64)
 
-    served, exact = logits(source), logits(reference)
+    llm = load(source)
+    served = logits(llm)
+    torch.set_num_threads(2)
+    matrix = torch.randn(512, 512, dtype=torch.bfloat16)
+    (matrix @ matrix).sum()
+    served_again = logits(llm)
+    exact = logits(load(reference))
     log_p = lambda x: x - x.max(1, keepdims=True) - np.log(np.exp(x - x.max(1, keepdims=True)).sum(1, keepdims=True))
     p, q = log_p(exact), log_p(served)
     print(json.dumps({"kl": float((np.exp(p) * (p - q)).sum(1).mean()),
-                      "argmax": float((served.argmax(1) == exact.argmax(1)).mean())}))
+                      "argmax": float((served.argmax(1) == exact.argmax(1)).mean()),
+                      "after_torch_max_diff": float(np.abs(served_again - served).max())}))
 """)  # fmt: skip
 
 
 def test_the_served_forward_matches_its_dequantized_reference(tmp_path):
-    """The prefill goes through the build's fastest kernels (AMX's tile path where built) and must
-    neither crash nor drift from the exact weights: measured KL 0.0036 for AVX512 and 0.0037 for AMX
-    on the Intel runner (Q8 activations), where a wrong tile configuration gives garbage or SIGSEGV."""
+    """The prefill goes through the build's fastest kernels (AMX's tile path where built). It must not
+    crash, nor change after PyTorch used the same threads, nor drift from the exact weights: KL 0.0036
+    for AVX512 and 0.0037 for AMX on the Intel runner (8-bit activations, 400 tokens). The unpatched
+    AMX build dies here with SIGILL, and the first patch (tiles configured once per thread) after
+    the matmul."""
     from vault_distill.models import bundled_gguf
 
     text = "\n".join(path.read_text() for path in sorted((ROOT / "resources" / "vault").rglob("*.md"))[:8])
@@ -143,3 +158,4 @@ def test_the_served_forward_matches_its_dequantized_reference(tmp_path):
     measured = json.loads(done.stdout.strip().splitlines()[-1])
     assert measured["kl"] < 0.02, measured
     assert measured["argmax"] > 0.9, measured
+    assert measured["after_torch_max_diff"] == 0.0, measured
