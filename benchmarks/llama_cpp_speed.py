@@ -99,11 +99,21 @@ def worker(threads: int, model: str | None) -> dict:
 
 
 def cached_wheels() -> list[Path]:
-    cache = Path(os.environ.get("VAULT_DISTILL_CACHE", Path.home() / ".cache" / "vault-distill")) / "wheels"
-    found = sorted(cache.glob("*/llama_cpp_python-*.whl"), key=lambda path: not path.parent.name.startswith("portable"))
-    if len(found) < 2:
-        raise SystemExit(f"need two wheels in {cache} (the portable one and this CPU's); found {found}")
-    return found[:2]
+    """The portable wheel and this CPU's, where setup caches them (setup names both folders)."""
+
+    def wheel_dir(**env) -> Path:
+        done = subprocess.run(["bash", str(ROOT / "envs" / "setup.sh"), "--wheel-dir"], env={**os.environ, **env},
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        return Path(done.stdout.strip())
+
+    with tempfile.NamedTemporaryFile("w", suffix=".cpuinfo") as plain_x86:  # no AVX512: the portable build
+        plain_x86.write("flags\t\t: sse2 avx avx2\n")
+        plain_x86.flush()
+        folders = [wheel_dir(VAULT_DISTILL_CPUINFO=plain_x86.name), wheel_dir()]
+    found = [wheel for folder in folders for wheel in sorted(folder.glob("llama_cpp_python-*.whl"))[:1]]
+    if len(found) < 2 or folders[0] == folders[1]:
+        raise SystemExit(f"need two wheels, the portable one and this CPU's, in {folders}; found {found}")
+    return found
 
 
 def measure(unpacked: Path, threads: int, model: Path | None) -> dict:

@@ -44,15 +44,18 @@ if [[ ${1:-} == --llama-variant ]]; then
 fi
 build_name=$variant${amx_patch:+-$(sha256sum "$amx_patch" | cut -c1-8)}
 wanted=$({ cat "$requirements" "$0"; echo "$build_name"; } | sha256sum | cut -d' ' -f1)
+if [[ ${1:-} == --wheel-dir ]]; then  # where this CPU's wheel is cached (benchmarks/llama_cpp_speed.py)
+  echo "$cache/wheels/$build_name-$("$python" -c 'import sys; print(f"cp{sys.version_info.major}{sys.version_info.minor}")')"
+  exit 0
+fi
 
 if [[ -f $stamp && $(cat "$stamp") == "$wanted" ]]; then
   exit 0
 fi
 
 llama_version=$(sed -nE 's/^llama-cpp-python(\[[a-z,]+\])?==([^ ]+).*/\2/p' "$requirements")
-py_tag=$("$python" -c 'import sys; print(f"cp{sys.version_info.major}{sys.version_info.minor}")')
 sdist=$cache/sdist/llama_cpp_python-$llama_version.tar.gz
-wheel_dir=$cache/wheels/$build_name-$py_tag
+wheel_dir=$(bash "$0" --wheel-dir)
 mkdir -p "$cache/sdist" "$wheel_dir"
 
 if [[ ! -f $sdist ]]; then
