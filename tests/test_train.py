@@ -13,6 +13,7 @@ from vault_distill.train import (
     decide_dequantized_cache,
     decide_gradient_checkpointing,
     dequantized_bytes,
+    final_eval_loss,
     last_checkpoint,
     mixed_precision_forward,
     optimizer_fallback,
@@ -264,8 +265,9 @@ def test_prompt_and_completion_are_tokenized_apart_as_served(tokenizer):
     assert tokenizer.decode(rows[0]["input_ids"][len(prompt_ids) :]) == '{"a": 1}<|im_end|>'
 
 
-def tiny_trainer(output_dir, max_steps: int):
-    """A real Trainer on a two-layer Llama small enough to save a checkpoint every step."""
+def tiny_trainer(output_dir, max_steps: int, eval_steps: int | None = None, callbacks=()):
+    """A real Trainer on a two-layer Llama small enough to save a checkpoint every step; with
+    `eval_steps`, it evaluates on other rows that often."""
     import torch
     from datasets import Dataset
     from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
@@ -291,8 +293,44 @@ def tiny_trainer(output_dir, max_steps: int):
         report_to=[],
         logging_steps=1,
         disable_tqdm=True,
+        eval_strategy="steps" if eval_steps else "no",
+        eval_steps=eval_steps,
     )
-    return Trainer(model=model, args=args, train_dataset=rows)
+    evals = Dataset.from_list([{"input_ids": [1, 9, 7, 5], "labels": [1, 9, 7, 5]}] * 2)
+    return Trainer(model=model, args=args, train_dataset=rows, eval_dataset=evals, callbacks=list(callbacks))
+
+
+def evaluation_counter():
+    """A Trainer callback that counts the evaluations the Trainer runs."""
+    from transformers import TrainerCallback
+
+    class EvaluationCounter(TrainerCallback):
+        calls = 0
+
+        def on_evaluate(self, args, state, control, **kwargs):
+            self.calls += 1
+
+    return EvaluationCounter()
+
+
+@pytest.mark.parametrize(("eval_steps", "evaluations_after_training"), [(2, 0), (None, 1)])
+def test_the_final_eval_loss_is_evaluated_again_only_when_training_did_not(
+    tmp_path, eval_steps, evaluations_after_training
+):
+    """A run that evaluated as it trained (every 2 of 4 steps) has just measured its final model:
+    that figure is reused. A run that never evaluated is evaluated once, after training."""
+    counter = evaluation_counter()
+    trainer = tiny_trainer(tmp_path, max_steps=4, eval_steps=eval_steps, callbacks=[counter])
+    trainer.train()
+    during_training = counter.calls
+
+    loss = final_eval_loss(trainer)
+
+    assert counter.calls - during_training == evaluations_after_training
+    assert loss == pytest.approx(trainer.evaluate()["eval_loss"], abs=1e-6)
+    step_two = [e["eval_loss"] for e in trainer.state.log_history if e.get("step") == 2 and "eval_loss" in e]
+    assert len(step_two) == (0 if eval_steps is None else 1)
+    assert loss not in step_two  # the final model's loss, not an earlier evaluation's
 
 
 def test_a_checkpoint_whose_save_was_cut_off_is_never_resumed(tmp_path):

@@ -594,7 +594,7 @@ def train_adapter(
     started = time.monotonic()
     output = trainer.train(resume_from_checkpoint=resume_from)
     wall = time.monotonic() - started
-    eval_loss = trainer.evaluate()["eval_loss"] if evals else None
+    eval_loss = final_eval_loss(trainer) if evals else None
     trainer.model.save_pretrained(str(adapter_dir))
     tokenizer.save_pretrained(str(adapter_dir))
 
@@ -602,6 +602,15 @@ def train_adapter(
     metrics = training_metrics(run, prepared, settings, device, dtype, threads)
     shutil.rmtree(run_dir, ignore_errors=True)
     return TrainResult(metrics=metrics, log_history=trainer.state.log_history)
+
+
+def final_eval_loss(trainer) -> float:
+    """The eval loss of the trained adapter. The per-epoch evaluation has usually just measured it at
+    the final step (same model, same batches): reuse that rather than evaluating it a second time."""
+    logged = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
+    if logged and logged[-1]["step"] == trainer.state.global_step:
+        return logged[-1]["eval_loss"]
+    return trainer.evaluate()["eval_loss"]
 
 
 def _step_of(checkpoint: str | Path) -> int:
