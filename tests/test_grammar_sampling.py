@@ -131,6 +131,7 @@ def test_a_logits_processor_or_mirostat_keeps_llama_cpp_pythons_own_chain(models
     [
         {"temperature": 0.7},
         {"temperature": 0.0, "presence_penalty": 1.0},
+        {"temperature": 0.0, "frequency_penalty": 0.5},
         {"temperature": 0.0, "repeat_penalty": 1.1},
     ],
 )
