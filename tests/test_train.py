@@ -10,6 +10,8 @@ from vault_distill.config import training_settings
 from vault_distill.quantize import quantized_layers
 from vault_distill.train import (
     cache_dequantized_weights,
+    check_tokenized,
+    completion_only_trainer,
     decide_dequantized_cache,
     decide_gradient_checkpointing,
     dequantized_bytes,
@@ -19,6 +21,7 @@ from vault_distill.train import (
     optimizer_fallback,
     sft_config,
     tokenized_rows,
+    trained_tokens,
     training_autocast,
     untrained_row,
 )
@@ -358,3 +361,96 @@ def test_neftune_alpha_reaches_trl_and_is_on_by_default(tmp_path, alpha, expecte
     settings = training_settings(config, "judge")
     args = sft_config(settings, tmp_path, "cpu", None, checkpoint_every=20, evaluate=False)
     assert args.neftune_noise_alpha == expected
+
+
+@pytest.mark.parametrize("weight", [1.0, 10.0, 0.0])
+def test_the_end_of_turn_weight_scales_that_token_s_loss_alone(weight):
+    """The loss is transformers' causal-LM loss over the completion, with the end-of-turn token's
+    term multiplied by `end_of_turn_weight`, still divided by the count of trained tokens."""
+    import torch
+    import torch.nn.functional as F
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(
+        LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
+    )
+    end_of_turn = 31
+    input_ids = torch.tensor([[1, 5, 7, 9, 4, end_of_turn], [1, 6, 8, end_of_turn, 0, 0]])
+    labels = torch.tensor([[-100, -100, 7, 9, 4, end_of_turn], [-100, -100, 8, end_of_turn, -100, -100]])
+    inputs = {"input_ids": input_ids, "attention_mask": (labels != -100) | (input_ids != 0), "labels": labels}
+    trainer_class = completion_only_trainer("cpu", torch.float32, end_of_turn, weight)
+
+    loss = trainer_class.compute_loss(None, model, inputs)
+
+    logits = model(input_ids=input_ids, attention_mask=inputs["attention_mask"]).logits[:, :-1]
+    targets = labels[:, 1:]
+    each = F.cross_entropy(logits.reshape(-1, 32), targets.reshape(-1), reduction="none", ignore_index=-100)
+    scale = torch.where(targets.reshape(-1) == end_of_turn, weight, 1.0)
+    assert loss.item() == pytest.approx((each * scale).sum().item() / 6, rel=1e-5)
+    if weight == 1.0:
+        assert loss.item() == pytest.approx(model(**inputs).loss.item(), rel=1e-5)  # transformers' own loss
+
+
+def test_a_packed_batch_gives_the_padded_batch_s_loss_on_cpu_sdpa():
+    """BFD packing hands the loss one row with position_ids restarting at each example and no
+    attention mask (TRL's padding-free collator). Through SDPA on the CPU, each example must attend
+    to itself alone: the loss is the padded batch's, to rounding."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2
+    )
+    config._attn_implementation = "sdpa"
+    model = LlamaForCausalLM(config)
+    assert model.config._attn_implementation == "sdpa"
+    examples = [
+        {"input_ids": [1, 5, 7, 9, 4, 31], "labels": [-100, -100, 7, 9, 4, 31]},
+        {"input_ids": [1, 6, 8, 31], "labels": [-100, -100, 8, 31]},
+        {"input_ids": [1, 2, 3, 11, 12, 13, 14, 31], "labels": [-100, -100, -100, 11, 12, 13, 14, 31]},
+    ]
+    trainer_class = completion_only_trainer("cpu", torch.float32)
+    padded = DataCollatorForLanguageModeling(pad_token_id=0)(examples)
+    packed = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)(examples)
+    assert packed["input_ids"].shape == (1, 18) and "attention_mask" not in packed
+
+    padded_loss = trainer_class.compute_loss(None, model, padded)
+    packed_loss = trainer_class.compute_loss(None, model, packed)
+
+    assert packed_loss.item() == pytest.approx(padded_loss.item(), rel=1e-5)
+    unmasked = dict(packed, position_ids=torch.arange(18)[None])  # one long example: attends across
+    assert trainer_class.compute_loss(None, model, unmasked).item() != pytest.approx(padded_loss.item(), rel=1e-3)
+
+
+def test_bfd_packing_trains_every_example_in_fewer_rows(tmp_path, tokenizer):
+    """`training.packing`: TRL packs the records into rows of max_length, none is dropped, and the
+    run counts the tokens it trained on, as an unpacked run does."""
+    import torch
+    from datasets import Dataset
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
+    )
+    config._attn_implementation = "sdpa"
+    answers = ['{"a": 1}', '{"b": [2, 3]}', '{"c": "d"}', '{"e": true}', '{"f": null}']
+    records = [
+        {"prompt": f"<|im_start|>user\nq{i}<|im_end|>\n<|im_start|>assistant\n", "completion": a + "<|im_end|>"}
+        for i, a in enumerate(answers)
+    ]
+    rows = tokenized_rows(records, tokenizer)
+    settings = {**training_settings(default_config(), "judge"), "packing": True, "max_length": 64, "epochs": 1}
+    settings |= {"neftune_alpha": None, "batch_size": 2}
+    args = sft_config(settings, tmp_path, "cpu", torch.float32, checkpoint_every=100, evaluate=False)
+    trainer = completion_only_trainer("cpu", torch.float32)(
+        model=LlamaForCausalLM(config), args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer
+    )
+
+    check_tokenized(trainer, rows, 64)
+    assert len(trainer.train_dataset) < len(rows)
+    trainer.train()
+    assert trained_tokens(trainer, rows, settings, None) == sum(len(row["input_ids"]) for row in rows)

@@ -190,7 +190,7 @@ def mixed_precision_forward(model, device: str, dtype):
         yield
 
 
-def completion_only_trainer(device: str, dtype):
+def completion_only_trainer(device: str, dtype, end_of_turn_id: int | None = None, end_of_turn_weight: float = 1.0):
     """SFTTrainer whose loss projects only the completion tokens through the LM head.
 
     The loss is transformers' own causal-LM loss (cross-entropy of the next token) over the
@@ -198,6 +198,8 @@ def completion_only_trainer(device: str, dtype):
     batch through the 49k-word head in fp32 and adds entropy and top-1 metrics that nobody
     reads; prompts are ~85% of the tokens here, so that was a quarter of each step.
 
+    `end_of_turn_weight` multiplies the loss of the token that ends the answer (one token of a
+    hundred or more otherwise), so that stopping weighs more; 1.0 is plain cross-entropy.
     The forward runs under `mixed_precision_forward`.
     """
     import torch
@@ -210,11 +212,18 @@ def completion_only_trainer(device: str, dtype):
             causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
             backbone = getattr(causal_lm, causal_lm.base_model_prefix)
             with mixed_precision_forward(model, device, dtype):
+                # Packed batches come as one row with position_ids restarting at each example and no
+                # attention mask: transformers then masks each example off from the others (SDPA too).
                 hidden = backbone(
-                    input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"), use_cache=False
+                    input_ids=inputs["input_ids"],
+                    attention_mask=inputs.get("attention_mask"),
+                    position_ids=inputs.get("position_ids"),
+                    use_cache=False,
                 ).last_hidden_state[:, :-1]
                 logits = causal_lm.get_output_embeddings()(hidden[trained])
-            loss = torch.nn.functional.cross_entropy(logits.float(), labels[trained], reduction="sum")
+            targets = labels[trained]
+            losses = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+            loss = (losses * token_weights(targets, end_of_turn_id, end_of_turn_weight)).sum()
             # Divided by the tokens of the whole accumulated batch when the Trainer counts them,
             # so gradient accumulation weighs every token alike (the Trainer then skips its own division).
             count = num_items_in_batch if num_items_in_batch is not None else trained.sum().clamp(min=1)
@@ -222,6 +231,16 @@ def completion_only_trainer(device: str, dtype):
             return (loss, {"loss": loss}) if return_outputs else loss
 
     return CompletionOnlyTrainer
+
+
+def token_weights(targets, end_of_turn_id: int | None, end_of_turn_weight: float):
+    """Loss weight of each trained token: `end_of_turn_weight` on the end-of-turn token, 1 elsewhere."""
+    import torch
+
+    weights = torch.ones(targets.shape, dtype=torch.float32, device=targets.device)
+    if end_of_turn_id is not None:
+        weights[targets == end_of_turn_id] = end_of_turn_weight
+    return weights
 
 
 def save_every_minutes(minutes: float):
@@ -430,7 +449,9 @@ def sft_config(
         max_length=settings["max_length"],
         completion_only_loss=True,
         eos_token=end_of_turn,
-        packing=False,
+        # BFD packing: examples share rows of max_length, with no padding (TRL's padding-free path).
+        packing=settings["packing"],
+        packing_strategy="bfd",
         # Batches of similar lengths waste less compute on padding; same examples, other order.
         train_sampling_strategy="group_by_length",
         prediction_loss_only=True,
@@ -464,14 +485,15 @@ def check_tokenized(trainer, rows: list[dict], max_length: int) -> None:
     longest = max(len(ids) for ids in trainer.train_dataset["input_ids"])
     if longest > max_length:
         raise ValueError(f"an example has {longest} tokens > max_length={max_length}; rerun the sft stage")
-    if len(trainer.train_dataset) != len(rows):
-        raise ValueError(f"TRL dropped {len(rows) - len(trainer.train_dataset)} examples with no trainable token")
+    kept = sum(len(row.get("seq_lengths", [0])) for row in trainer.train_dataset)
+    if kept != len(rows):
+        raise ValueError(f"TRL dropped {len(rows) - kept} examples with no trainable token")
 
 
 def trained_tokens(trainer, rows: list[dict], settings: dict, resume_from: str | None) -> int:
     """Unpadded tokens this process trained on (a resumed run counts only its own steps)."""
     tokens_per_epoch = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
-    steps_per_epoch = math.ceil(len(rows) / (settings["batch_size"] * settings["grad_accum"]))
+    steps_per_epoch = math.ceil(len(trainer.train_dataset) / (settings["batch_size"] * settings["grad_accum"]))
     steps_here = trainer.state.global_step - (_step_of(resume_from) if resume_from else 0)
     return round(tokens_per_epoch * steps_here / steps_per_epoch)
 
@@ -575,10 +597,11 @@ def train_adapter(
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     rows, evals = tokenized_rows(train_rows, tokenizer), tokenized_rows(val_rows, tokenizer)
     end_of_turn = chat_format(tokenizer).end_of_turn
-    prepared = prepare_model(quant_dir, settings, device, dtype, tokenizer.convert_tokens_to_ids(end_of_turn))
+    end_of_turn_id = tokenizer.convert_tokens_to_ids(end_of_turn)
+    prepared = prepare_model(quant_dir, settings, device, dtype, end_of_turn_id)
     run_dir = Path(checkpoint_root) / run_fingerprint(settings, train_file, prepared.quantization)
     resume_from = last_checkpoint(run_dir)
-    trainer = completion_only_trainer(device, dtype)(
+    trainer = completion_only_trainer(device, dtype, end_of_turn_id, settings["end_of_turn_weight"])(
         model=prepared.model,
         args=sft_config(settings, run_dir, device, dtype, checkpoint_every, bool(evals), end_of_turn),
         train_dataset=Dataset.from_list(rows),
