@@ -9,7 +9,14 @@ import sys
 import pytest
 from conftest import command_teacher_settings
 
-from vault_distill.teach import SchemaFailure, canonical_answer, parse_answer, run_teacher, validate_answer
+from vault_distill.teach import (
+    SchemaFailure,
+    canonical_answer,
+    deduplicated,
+    parse_answer,
+    run_teacher,
+    validate_answer,
+)
 
 SCHEMA = {
     "type": "object",
@@ -77,6 +84,7 @@ def test_run_teacher_asks_the_first_inputs_rejects_bad_answers_and_pays_once(tmp
         "cached": 0,
         "generated": 2,
         "waited": 0,
+        "deduplicated": 0,
         "accepted": 1,
         "rejected": 1,
         "refused_for_defects": {},
@@ -160,4 +168,49 @@ def test_an_answer_whose_string_loops_is_re_asked_when_looping_string_is_rejecte
     checked = run_teacher(inputs, "Judge.", LIST_SCHEMA, settings, 1)
     assert [e["messages"][2]["content"] for e in checked.examples] == [clean]
     assert checked.stats["refused_for_defects"] == {"looping_string": 1}
+    assert len(log.read_text().split()) == 2
+
+
+def test_deduplicated_drops_repeats_as_compared_for_repeats_and_keeps_min_items():
+    schema = {
+        "type": "object",
+        "properties": {
+            "fixes": {"type": "array", "items": {"type": "string"}},
+            "steps": {"type": "array", "minItems": 2, "items": {"type": "string"}},
+            "nested": {"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "string"}}}},
+        },
+    }
+    answer = {
+        "fixes": ["Bake a", "1. bake  A", "Cool it", "Bake a"],
+        "steps": ["Same", "same"],
+        "nested": {"tags": ["x", "y", "x"]},
+        "score": 3,
+    }
+    assert deduplicated(answer, schema) == {
+        "fixes": ["Bake a", "Cool it"],
+        "steps": ["Same", "same"],  # one item left would break minItems: kept as it is
+        "nested": {"tags": ["x", "y"]},
+        "score": 3,
+    }
+    assert deduplicated({"fixes": ["a", "b"]}, schema) == {"fixes": ["a", "b"]}
+
+
+def test_dedupe_items_trains_on_the_deduplicated_answer_and_asks_nothing_again(tmp_path):
+    """teacher.dedupe_items repairs the cached answer instead of re-asking: no call is paid, the
+    example has each item once, and a repeated_items check no longer refuses the repaired answer."""
+    repeated = '{"verdict": "keep", "gaps": ["no sources", "No sources", "no date"]}'
+    command, log = attempt_teacher(tmp_path, {"a": [repeated], "b": ['{"verdict": "keep", "gaps": ["x"]}']})
+    inputs = [{"id": key, "sources": [f"{key}.md"], "user": key} for key in ("a", "b")]
+    settings = command_teacher_settings(tmp_path / "cache", command, reject_defects=("repeated_items",))
+    assert [e["id"] for e in run_teacher(inputs, "Judge.", LIST_SCHEMA, settings, 2).examples] == ["b"]
+
+    settings["dedupe_items"] = True
+    run = run_teacher(inputs, "Judge.", LIST_SCHEMA, settings, 2)
+
+    assert [e["messages"][2]["content"] for e in run.examples] == [
+        '{"verdict": "keep", "gaps": ["no sources", "no date"]}',
+        '{"verdict": "keep", "gaps": ["x"]}',
+    ]
+    assert run.stats["deduplicated"] == 1 and run.stats["generated"] == 0
+    assert run.stats["accepted_with_defects"]["repeated_items"] == 0
     assert len(log.read_text().split()) == 2

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from .cache import ResponseCache, cache_key
 from .config import keys_with_role
-from .failure_modes import COPIED_PROMPT, ENUM_AS_LIST, LOOP, REPEATED_ITEMS, content_defects
+from .failure_modes import COPIED_PROMPT, ENUM_AS_LIST, LOOP, REPEATED_ITEMS, content_defects, normalized_item
 from .models import resolve_gguf
 
 log = logging.getLogger(__name__)
@@ -304,9 +304,32 @@ def generation_identity(settings: dict) -> dict:
     return {key: value for key, value in identity.items() if IDENTITY_WHEN_ADDED.get(key, ...) != value}
 
 
+def deduplicated(value, schema: dict):
+    """`value` with each array's repeated string items dropped (the first kept, compared as
+    failure_modes compares them), wherever the schema's minItems still holds; nothing else changes."""
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        return {key: deduplicated(item, properties.get(key, {})) for key, item in value.items()}
+    if not isinstance(value, list):
+        return value
+    items = [deduplicated(item, schema.get("items", {})) for item in value]
+    seen, kept = set(), []
+    for item in items:
+        key = normalized_item(item) if isinstance(item, str) else None
+        if key is None or key not in seen:
+            kept.append(item)
+            seen.add(key)
+    return kept if len(kept) >= schema.get("minItems", 0) else items
+
+
+def kept_answer(answer: dict, settings: dict, schema: dict) -> dict:
+    """The answer as it is judged and trained on: deduplicated when teacher.dedupe_items."""
+    return deduplicated(answer, schema) if settings.get("dedupe_items") else answer
+
+
 def answer_defects(answer: dict, settings: dict, system: str, user: str, schema: dict) -> list[str]:
-    """The teacher.reject_defects names that `answer` has (failure_modes.content_defects)."""
-    found = content_defects(canonical_answer(answer), schema, system, user)
+    """The teacher.reject_defects names that `answer` has (failure_modes.content_defects), as kept."""
+    found = content_defects(canonical_answer(kept_answer(answer, settings, schema)), schema, system, user)
     return [name for name in settings.get("reject_defects") or () if DEFECTS[name] in found]
 
 
@@ -480,4 +503,13 @@ def run_teacher(
         return outcome, True
 
     outcomes, counts = collect_outcomes(ResponseCache(settings["cache_dir"]), keys, answer, progress_file)
-    return teacher_run(inputs, chosen, outcomes, counts, system, schema)
+    kept = {index: kept_outcome(outcome, settings, schema) for index, outcome in outcomes.items()}
+    counts["deduplicated"] = sum(kept[index] is not outcomes[index] for index in outcomes)
+    return teacher_run(inputs, chosen, kept, counts, system, schema)
+
+
+def kept_outcome(outcome: dict, settings: dict, schema: dict) -> dict:
+    """An accepted outcome with its answer as kept; the same object when that changes nothing."""
+    if outcome["status"] != "ok" or (answer := kept_answer(outcome["answer"], settings, schema)) == outcome["answer"]:
+        return outcome
+    return {**outcome, "answer": answer}
