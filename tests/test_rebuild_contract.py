@@ -177,7 +177,8 @@ def test_nothing_changed_nothing_reruns(built):
 
 
 @pytest.mark.parametrize(
-    ("key", "value"), [("learning_rate", 1.5e-3), ("epochs", 3), ("lora_r", 8), ("optimizer", "adamw_8bit")]
+    ("key", "value"),
+    [("learning_rate", 1.5e-3), ("epochs", 3), ("lora_r", 8), ("optimizer", "adamw_8bit"), ("end_of_turn_weight", 5.0)],
 )
 def test_one_task_training_setting_retrains_that_task_only(work, key, value):
     config = read_config(work)
@@ -327,6 +328,22 @@ def test_teacher_backend_asks_every_teacher_again(work):
     snakemake(work, "--cores", "2", "results/judge/teacher.jsonl")
     stats = json.loads((work / "results/judge/teacher_stats.json").read_text())
     assert (stats["generated"], stats["cached"], stats["accepted"]) == (EXAMPLES, 0, EXAMPLES)
+
+
+def test_dedupe_items_rejudges_every_teacher_for_free_and_resplits_the_tasks_it_changed(work):
+    def kept_answers() -> dict[str, str]:
+        return {task: (work / f"results/{task}/teacher.jsonl").read_text(encoding="utf-8") for task in TASKS}
+
+    before = kept_answers()
+    config = read_config(work)
+    config["teacher"]["dedupe_items"] = not config["teacher"]["dedupe_items"]
+    write_config(work, config)
+    assert_plan(work, every_task("teach") | REPORT)
+    stats = run_teachers(work)
+    assert all(s["generated"] == 0 and s["cached"] == EXAMPLES for s in stats.values()), stats
+    changed = [task for task, text in kept_answers().items() if text != before[task]]
+    assert changed, "the tiny build's teacher repeats no array item: the test shows nothing"
+    assert_plan(work, set().union(*(chain(task, "split") for task in changed)) | REPORT)
 
 
 def test_deleted_gguf_is_rebuilt_from_the_kept_adapter(work):
