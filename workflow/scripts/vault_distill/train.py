@@ -485,7 +485,9 @@ def check_tokenized(trainer, rows: list[dict], max_length: int) -> None:
     longest = max(len(ids) for ids in trainer.train_dataset["input_ids"])
     if longest > max_length:
         raise ValueError(f"an example has {longest} tokens > max_length={max_length}; rerun the sft stage")
-    kept = sum(len(row.get("seq_lengths", [0])) for row in trainer.train_dataset)
+    dataset = trainer.train_dataset
+    # A packed row (training.packing) lists the lengths of the examples it holds.
+    kept = sum(map(len, dataset["seq_lengths"])) if "seq_lengths" in dataset.column_names else len(dataset)
     if kept != len(rows):
         raise ValueError(f"TRL dropped {len(rows) - kept} examples with no trainable token")
 
