@@ -268,24 +268,31 @@ def test_prompt_and_completion_are_tokenized_apart_as_served(tokenizer):
     assert tokenizer.decode(rows[0]["input_ids"][len(prompt_ids) :]) == '{"a": 1}<|im_end|>'
 
 
+def tiny_llama(vocab_size: int = 32, layers: int = 2):
+    """A randomly initialised Llama with SDPA attention, small enough for a step in milliseconds."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    )
+    config._attn_implementation = "sdpa"
+    return LlamaForCausalLM(config)
+
+
 def tiny_trainer(output_dir, max_steps: int, eval_steps: int | None = None, callbacks=()):
     """A real Trainer on a two-layer Llama small enough to save a checkpoint every step; with
     `eval_steps`, it evaluates on other rows that often."""
-    import torch
     from datasets import Dataset
-    from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
+    from transformers import Trainer, TrainingArguments
 
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=32,
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-        )
-    )
+    model = tiny_llama()
     rows = Dataset.from_list([{"input_ids": [1, 5, 7, 9], "labels": [1, 5, 7, 9]}] * 4)
     args = TrainingArguments(
         output_dir=str(output_dir),
@@ -369,12 +376,8 @@ def test_the_end_of_turn_weight_scales_that_token_s_loss_alone(weight):
     term multiplied by `end_of_turn_weight`, still divided by the count of trained tokens."""
     import torch
     import torch.nn.functional as F
-    from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(
-        LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
-    )
+    model = tiny_llama(layers=1)
     end_of_turn = 31
     input_ids = torch.tensor([[1, 5, 7, 9, 4, end_of_turn], [1, 6, 8, end_of_turn, 0, 0]])
     labels = torch.tensor([[-100, -100, 7, 9, 4, end_of_turn], [-100, -100, 8, end_of_turn, -100, -100]])
@@ -397,15 +400,9 @@ def test_a_packed_batch_gives_the_padded_batch_s_loss_on_cpu_sdpa():
     attention mask (TRL's padding-free collator). Through SDPA on the CPU, each example must attend
     to itself alone: the loss is the padded batch's, to rounding."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2
-    )
-    config._attn_implementation = "sdpa"
-    model = LlamaForCausalLM(config)
+    model = tiny_llama()
     assert model.config._attn_implementation == "sdpa"
     examples = [
         {"input_ids": [1, 5, 7, 9, 4, 31], "labels": [-100, -100, 7, 9, 4, 31]},
@@ -430,13 +427,7 @@ def test_bfd_packing_trains_every_example_in_fewer_rows(tmp_path, tokenizer):
     run counts the tokens it trained on, as an unpacked run does."""
     import torch
     from datasets import Dataset
-    from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
-    )
-    config._attn_implementation = "sdpa"
     answers = ['{"a": 1}', '{"b": [2, 3]}', '{"c": "d"}', '{"e": true}', '{"f": null}']
     records = [
         {"prompt": f"<|im_start|>user\nq{i}<|im_end|>\n<|im_start|>assistant\n", "completion": a + "<|im_end|>"}
@@ -447,7 +438,10 @@ def test_bfd_packing_trains_every_example_in_fewer_rows(tmp_path, tokenizer):
     settings |= {"neftune_alpha": None, "batch_size": 2}
     args = sft_config(settings, tmp_path, "cpu", torch.float32, checkpoint_every=100, evaluate=False)
     trainer = completion_only_trainer("cpu", torch.float32)(
-        model=LlamaForCausalLM(config), args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer
+        model=tiny_llama(len(tokenizer), layers=1),
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
     )
 
     check_tokenized(trainer, rows, 64)
