@@ -69,11 +69,13 @@ def sweep_task(results: Path, out: Path, task: str, settings: dict[str, dict], a
     files = quality_files(task, str(results))
     heldout = read_jsonl(files["heldout"])
     baseline = read_arm(files[arm])
+    # The arm names its GGUF as the workflow does, relative to the folder that holds results/.
+    gguf = results.parent / baseline["gguf"]
     rows = [{"task": task, "setting": BASELINE, "seconds": None, **score(baseline["answers"], heldout, schema)}]
     for label, changes in settings.items():
         decoding = overridden(baseline["decoding"], changes)
         started = time.monotonic()
-        record = answer_arms(baseline["gguf"], heldout, schema, (arm,), decoding, baseline["n_ctx"], threads=2)[arm]
+        record = answer_arms(gguf, heldout, schema, (arm,), decoding, baseline["n_ctx"], threads=2)[arm]
         seconds = time.monotonic() - started
         target = quality_files(task, str(out / label / "results"))
         Path(target["heldout"]).parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,15 @@ def write_quality_run(results, gguf):
     write_jsonl(results / "quality" / "judge" / "heldout.jsonl", heldout)
     answers = [{"id": f"x{i}", "text": VALID, "finish_reason": "stop", "tokens": 9, "seconds": 0.1} for i in range(2)]
     decoding = {**default_config()["decoding"], "max_tokens": 8}
-    arm = {"arm": "tuned", "gguf": str(gguf), "decoding": decoding, "n_ctx": 256, "answers": answers}
+    (results / "judge").mkdir()
+    (results / "judge" / "judge.Q8_0.gguf").symlink_to(gguf)
+    arm = {
+        "arm": "tuned",
+        "gguf": "results/judge/judge.Q8_0.gguf",
+        "decoding": decoding,
+        "n_ctx": 256,
+        "answers": answers,
+    }
     write_json(results / "quality" / "judge" / "answers" / "tuned.json", arm)
     return decoding
 
