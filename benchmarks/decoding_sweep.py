@@ -5,10 +5,10 @@ PARAMETERs), so a decoding change needs no retrain, only new answers.
 Reads a results folder on which `snakemake quality` has run: each task's held-out inputs, its
 tuned GGUF, and the decoding settings and context of its tuned arm (the baseline, `quality`).
 Each SETTING is LABEL=KEY=VALUE[,KEY=VALUE...] over those decoding settings. The answers go to
-OUT/<label>/quality/<task>/ in the benchmark's own layout, so that failure_table.py reads them:
+OUT/<label>/results/quality/<task>/ in the benchmark's own layout, so that failure_table.py reads them:
 
     .venv/bin/python benchmarks/decoding_sweep.py rp1=repeat_penalty=1.0 greedy=temperature=0
-    .venv/bin/python benchmarks/failure_table.py quality=results rp1=/tmp/decoding_sweep/rp1
+    .venv/bin/python benchmarks/failure_table.py quality=results rp1=/tmp/decoding_sweep/rp1/results
 
 Prints one row per task and setting (compliant, Wilson interval, outcomes, answer seconds) and a
 last line of totals, `<label>_compliant=<k>/<n>`, with the bf16 matmul figure of this machine.
