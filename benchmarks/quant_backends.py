@@ -180,6 +180,7 @@ def main() -> None:
     parser.add_argument("--train", type=Path, help="default: results/<task>/sft/train.jsonl")
     parser.add_argument("--val", type=Path, help="default: results/<task>/sft/val.jsonl")
     parser.add_argument("--max-steps", type=int, help="cap the training (both methods alike)")
+    parser.add_argument("--max-length", type=int, help="the task's max_length otherwise (rows past it lose loss)")
     parser.add_argument("--kernel-steps", type=int, default=0, help="also time N steps with the cache off")
     parser.add_argument("--tiny", action="store_true", help="2 steps, 2 kernel steps: only proves it runs")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
@@ -191,6 +192,8 @@ def main() -> None:
         args.max_steps, args.kernel_steps = args.max_steps or 2, args.kernel_steps or 2
     if args.max_steps:
         settings["max_steps"] = args.max_steps
+    if args.max_length:
+        settings["max_length"] = args.max_length
     data = task_data(args)
     set_threads(args.threads)
     device = resolve_device(settings["device"])

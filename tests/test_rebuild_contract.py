@@ -378,6 +378,15 @@ def test_decoding_settings_rerun_every_evaluation_modelfile_and_arm_but_no_train
     assert_plan(work, arms | QUALITY, "quality")
 
 
+def test_a_tasks_own_decoding_reruns_its_modelfile_evaluation_and_arms_only(work):
+    config = read_config(work)
+    config["tasks"]["reflector"].setdefault("decoding", {})["repeat_penalty"] = 1.2
+    write_config(work, config)
+    assert_plan(work, {("modelfile", "reflector"), ("evaluate", "reflector")} | REPORT)
+    arms = {("quality_base", "reflector"), ("quality_tuned", "reflector")}
+    assert_plan(work, arms | QUALITY, "quality")
+
+
 def test_quality_inputs_setting_reselects_the_held_out_inputs_only(work):
     config = read_config(work)
     config["quality"]["max_inputs"] = 3

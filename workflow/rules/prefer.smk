@@ -26,7 +26,7 @@ rule prefer_pairs:
         runtime=60,
         gpu=0,
     params:
-        decoding=config["decoding"],
+        decoding=task_decoding,
         n_ctx=evaluation_n_ctx,
     script:
         "../scripts/prefer_pairs.py"

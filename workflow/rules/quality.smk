@@ -78,7 +78,7 @@ rule quality_base:
         gpu=0,
     params:
         arms=list(BASE_ARMS),
-        decoding=config["decoding"],
+        decoding=task_decoding,
         n_ctx=evaluation_n_ctx,
     script:
         "../scripts/quality_answers.py"
@@ -104,7 +104,7 @@ rule quality_tuned:
         gpu=0,
     params:
         arms=list(TUNED_ARMS),
-        decoding=config["decoding"],
+        decoding=task_decoding,
         n_ctx=evaluation_n_ctx,
     script:
         "../scripts/quality_answers.py"
@@ -132,7 +132,7 @@ rule quality_tuned_adapter:
         gpu=0,
     params:
         arms=list(ADAPTER_ARMS),
-        decoding=config["decoding"],
+        decoding=task_decoding,
         n_ctx=evaluation_n_ctx,
     script:
         "../scripts/quality_answers.py"
@@ -166,7 +166,7 @@ rule quality:
         schemas=task_schemas(),
         teacher={key: config["teacher"][key] for key in ("backend", "model")},
         base_model=config["base_model"],
-        decoding=config["decoding"],
+        decoding=task_decodings(),
         teacher_labels=config["quality"]["teacher_labels"],
         arms=quality_arms(),
     script:
@@ -196,7 +196,7 @@ rule quality_sft:
         gpu=0,
     params:
         arms=list(SFT_ARMS),
-        decoding=config["decoding"],
+        decoding=task_decoding,
         n_ctx=evaluation_n_ctx,
     script:
         "../scripts/quality_answers.py"

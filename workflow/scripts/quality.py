@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from vault_distill.decoding import describe_decoding
+from vault_distill.decoding import describe_task_decodings
 from vault_distill.quality import build_quality, plot_quality, render_quality_markdown
 from vault_distill.runtime import setup_logging, write_json
 
@@ -11,7 +11,7 @@ quality = build_quality(
     schemas=snakemake.params.schemas,
     teacher=snakemake.params.teacher,
     base_model=snakemake.params.base_model,
-    decoding_line=describe_decoding(snakemake.params.decoding),
+    decoding_line=describe_task_decodings(snakemake.params.decoding),
     teacher_labels=snakemake.params.teacher_labels,
     arms=tuple(snakemake.params.arms),
 )

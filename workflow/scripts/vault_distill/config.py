@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from pathlib import Path
@@ -48,6 +49,32 @@ def _schema() -> dict:
     return yaml.safe_load(SCHEMA_FILE.read_text(encoding="utf-8"))
 
 
+def _filling_defaults(validator_class):
+    """`validator_class` that also sets each missing property's schema default, as Snakemake's
+    validate() does (the recipe in jsonschema's FAQ)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        for name, subschema in properties.items():
+            if "default" in subschema and isinstance(instance, dict):
+                instance.setdefault(name, copy.deepcopy(subschema["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def load_config(path: str | Path) -> dict:
+    """The config file validated against config/schema.yaml, with the schema's defaults filled in:
+    what common.smk's validate() gives the rules, for code that runs without Snakemake (the
+    benchmarks, and machines that have only the model stages' packages)."""
+    config = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    validator = _filling_defaults(jsonschema.Draft202012Validator)(_schema())
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        raise ConfigError(f"{path}: {explain_validation_error(error)}")
+    return config
+
+
 def setting_roles(section: str) -> dict[str, str]:
     """Each setting of `section` (training, teacher) and its declared x-role: `makes` (part of
     what a job makes, so a rerun trigger) or `runs` (only how the job runs)."""
@@ -71,6 +98,22 @@ def training_settings(config: dict, task: str) -> dict:
     return {**config["training"], **config["tasks"][task].get("training", {})}
 
 
+def decoding_settings(config: dict, task: str) -> dict:
+    """Decoding defaults overlaid with the task's own overrides: how its Modelfile serves it."""
+    return {**config["decoding"], **config["tasks"][task].get("decoding", {})}
+
+
+def check_task_decoding(config: dict) -> None:
+    """repeat_last_n is a setting of the served model, and `serve` loads the base model once for
+    every task: a task cannot have its own."""
+    for task, settings in config["tasks"].items():
+        if "repeat_last_n" in settings.get("decoding", {}):
+            raise ConfigError(
+                f"config key 'tasks.{task}.decoding.repeat_last_n': one server serves every task and the"
+                " look-back is a setting of its model; set decoding.repeat_last_n for all tasks"
+            )
+
+
 def check_config_files(config: dict, root: Path) -> None:
     """Paths the schema can only type-check: they must exist, and schemas must be schemas."""
     vault = root / config["vault"]
@@ -92,6 +135,7 @@ def check_config_files(config: dict, root: Path) -> None:
                 f"config key 'tasks.{task}.output_schema': {schema_path} is not a valid JSON Schema: {err.message}"
             ) from None
     check_adapter_deployment(config)
+    check_task_decoding(config)
     if config["teacher"]["backend"] == "command" and not config["teacher"].get("command"):
         raise ConfigError("config key 'teacher.command': the command backend needs an argv list")
 

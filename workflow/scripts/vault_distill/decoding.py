@@ -1,4 +1,5 @@
-"""One set of sampling settings (config `decoding`), spelled for each decoder that uses it.
+"""A task's sampling settings (config `decoding`, with the task's own `decoding` over it), spelled for
+each decoder that uses it.
 
 The Modelfile states every one of them as an Ollama PARAMETER, and the evaluation and the
 quality benchmark pass the very same values to llama.cpp, so a measured compliance rate
@@ -91,3 +92,16 @@ def describe_decoding(decoding: dict) -> str:
     """`temperature 0.1, top_k 40, ..., at most 384 tokens`: the sampling settings in one line."""
     settings = [f"{key} {decoding[key]}" for key in NAMES if key != "max_tokens"]
     return ", ".join(settings) + f", at most {decoding['max_tokens']} tokens"
+
+
+def describe_task_decodings(per_task: dict[str, dict]) -> str:
+    """Every task's decoding in one line: for each setting the value most tasks share, then what a
+    task sets otherwise (`temperature 0.1, ..., at most 384 tokens; reflector: repeat_penalty 1.05`)."""
+    values = list(per_task.values())
+    shared = {key: max((d[key] for d in values), key=lambda v: sum(o[key] == v for o in values)) for key in NAMES}
+    own = [
+        f"{task}: " + ", ".join(f"{key} {d[key]}" for key in NAMES if d[key] != shared[key])
+        for task, d in per_task.items()
+        if any(d[key] != shared[key] for key in NAMES)
+    ]
+    return "; ".join([describe_decoding(shared), *own])

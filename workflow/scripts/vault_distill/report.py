@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .convert import base_gguf_path, lora_gguf_path, merged_gguf_path
-from .decoding import describe_decoding
+from .decoding import describe_task_decodings
 from .evaluate import tuned_model
 
 # The per-task and shared stages whose benchmark files the report reads, in pipeline order. A
@@ -443,7 +443,7 @@ def render_report(
     outcome_columns, outcomes = outcome_rows(results)
     timing_columns, timings = timing_rows(results)
     shared_columns, shared = shared_timing_rows(base)
-    decoding = describe_decoding(results[0].evaluation["settings"]["decoding"])
+    decoding = describe_task_decodings({r.task: r.evaluation["settings"]["decoding"] for r in results})
     lines = [
         "# vault-distill: results",
         "",
