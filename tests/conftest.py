@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -17,6 +18,19 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+# A Slurm config whose controller refuses at once (port 9, discard, closed on loopback).
+NO_SLURM_CONTROLLER = "ClusterName=none\nSlurmctldHost=localhost(127.0.0.1)\nSlurmctldPort=9\nMessageTimeout=1\n"
+
+
+def pytest_configure(config) -> None:
+    """Every Snakemake process imports snakemake-executor-plugin-slurm 2.8.0, which runs
+    `scontrol show config` at import. Where Slurm's commands are installed (test_slurm.py installs
+    them) but no controller answers, that call waits out its 10 s timeout: measured 14.3 s against
+    4.3 s for one `snakemake -n`, over the suite's hundreds of calls. So the suite's processes get a
+    config whose controller refuses at once; test_slurm.py lifts it while its own cluster runs."""
+    conf = Path(tempfile.mkdtemp(prefix="vault-distill-no-slurm-")) / "slurm.conf"
+    conf.write_text(NO_SLURM_CONTROLLER, encoding="utf-8")
+    os.environ["SLURM_CONF"] = str(conf)
 
 
 @pytest.fixture(scope="session")

@@ -97,6 +97,10 @@ def slurm(tmp_path_factory, request):
         pytest.skip(message)
     # Two CPUs, like this machine; memory below the machine's, as slurmd requires.
     cluster = SlurmCluster(cpus=2, real_memory_mb=machine_memory_mb() * 8 // 10)
+    # Slurm's commands find this cluster in /etc/slurm, not in conftest's no-controller config.
+    environment = pytest.MonkeyPatch()
+    environment.delenv("SLURM_CONF", raising=False)
+    request.addfinalizer(environment.undo)
     request.addfinalizer(cluster.stop)
     try:
         cluster.start()
