@@ -184,6 +184,49 @@ def make_workdir(tmp_path: Path, config: dict, vault: Path | None = None) -> Pat
     return workdir
 
 
+# Teacher answers per task in the shared five-task build.
+FIVE_TASK_EXAMPLES = 3
+
+
+def five_task_config() -> dict:
+    """The embedded default, shrunk: every path relative to the working directory."""
+    config = default_config()
+    config["vault"] = "vault"
+    for name, task in config["tasks"].items():
+        task.update(
+            system_prompt=f"prompts/{name}.md",
+            output_schema=f"schemas/{name}.schema.json",
+            examples=FIVE_TASK_EXAMPLES,
+            val_fraction=0.34,  # 2 train, 1 held out; still 1 + 1 if an answer is rejected
+            training={},
+        )
+    config["teacher"].update(max_tokens=160, n_ctx=2048)
+    config["training"].update(max_length=256, max_steps=1, batch_size=1, lora_r=4, lora_alpha=8)
+    config["decoding"]["max_tokens"] = 48  # what is answered matters to no test of this build; the cost does
+    config["quality"]["max_inputs"] = 2  # the val input and one the split never saw
+    return config
+
+
+def write_config(workdir: Path, config: dict) -> None:
+    (workdir / "config").mkdir(exist_ok=True)
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def five_task_build(tmp_path_factory) -> Path:
+    """One real build of all five models (vault -> teacher -> SFT -> HQQ QLoRA -> GGUF), then the
+    quality benchmark on it, in a self-contained working directory (vault, prompts and schemas
+    copied in, every path relative). test_pipeline.py checks its data half; test_rebuild_contract.py
+    copies it for each change. Tests only read it: the build takes minutes, so it is made once."""
+    workdir = tmp_path_factory.mktemp("five_tasks") / "built"
+    for folder in ("vault", "prompts", "schemas"):
+        shutil.copytree(ROOT / "resources" / folder, workdir / folder)
+    write_config(workdir, five_task_config())
+    snakemake(workdir, "--cores", "2", "all", timeout=3600)
+    snakemake(workdir, "--cores", "2", "quality", timeout=1800)
+    return workdir
+
+
 def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 1200) -> subprocess.CompletedProcess:
     done = subprocess.run(
         [*SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), *args],

@@ -5,7 +5,15 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import ROOT, absolute_resources, default_config, kill_snakemake_when, make_workdir, snakemake
+from conftest import (
+    FIVE_TASK_EXAMPLES,
+    ROOT,
+    absolute_resources,
+    default_config,
+    kill_snakemake_when,
+    make_workdir,
+    snakemake,
+)
 
 from vault_distill.cache import ResponseCache
 
@@ -29,14 +37,14 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
-def test_sft_datasets_for_all_five_tasks_then_nothing_to_do(tmp_path):
-    workdir = make_workdir(tmp_path, small_config(tmp_path))
-    snakemake(workdir, "--cores", "2", *SFT_TARGETS)
+def test_sft_datasets_for_all_five_tasks_then_nothing_to_do(five_task_build):
+    """The data half of the shared five-task build (conftest.py), built through `all`."""
+    workdir = five_task_build
     for task, settings in default_config()["tasks"].items():
         schema = json.loads((ROOT / settings["output_schema"]).read_text())
         stats = json.loads((workdir / f"results/{task}/teacher_stats.json").read_text())
         assert stats["inputs"] >= 30, task
-        assert stats["asked"] == 4 and stats["generated"] == 4
+        assert stats["asked"] == FIVE_TASK_EXAMPLES and stats["generated"] == FIVE_TASK_EXAMPLES
         for example in read_jsonl(workdir / f"results/{task}/teacher.jsonl"):
             jsonschema.validate(json.loads(example["messages"][2]["content"]), schema)
             assert example["messages"][1]["content"].startswith(settings["header"])

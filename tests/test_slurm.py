@@ -25,6 +25,8 @@ from vault_distill.cache import ResponseCache
 pytestmark = pytest.mark.slow
 
 TASKS = ("judge", "analyst")
+# Teacher answers per task: 3 to train on, 1 held out.
+EXAMPLES = 4
 TARGETS = [f"results/{task}/{task}.Q8_0.gguf" for task in TASKS]
 # The test cluster has no slurmdbd, so job states come from squeue; it answers at once, so
 # there is no need to wait the default 40 s before the first status query.
@@ -68,13 +70,13 @@ def slice_config(tmp_path: Path) -> dict:
     config = absolute_resources(default_config())
     config["tasks"] = {task: config["tasks"][task] for task in TASKS}
     for task in TASKS:
-        config["tasks"][task].update(examples=6, val_fraction=0.25)
+        config["tasks"][task].update(examples=EXAMPLES, val_fraction=0.25)
     # The teacher cache must be on a path every node sees: with one node, any local folder.
     config["teacher"].update(cache_dir=str(tmp_path / "teacher-cache"), max_tokens=160, n_ctx=2048)
     config["training"].update(
-        max_length=256, max_steps=4, batch_size=2, learning_rate=1e-3, lora_r=8, lora_alpha=16, seed=0
+        max_length=256, max_steps=2, batch_size=2, learning_rate=1e-3, lora_r=8, lora_alpha=16, seed=0
     )
-    config["checkpoints"] = {"dir": str(tmp_path / "checkpoints"), "every_steps": 2}
+    config["checkpoints"] = {"dir": str(tmp_path / "checkpoints"), "every_steps": 1}
     config["gguf"]["check_tokens"] = 4
     return config
 
@@ -179,7 +181,7 @@ def test_pipeline_slice_runs_on_slurm_and_matches_a_local_run(slurm, tmp_path):
         # Each run paid for its own teacher answers, in its own cache, and got the same ones.
         for workdir in (on_slurm, local):
             stats = read_json(workdir / f"results/{task}/teacher_stats.json")
-            assert stats["generated"] == stats["asked"] == 6, stats
+            assert stats["generated"] == stats["asked"] == EXAMPLES, stats
         assert differing_files(task, on_slurm, local, DATA_FILES) == []
         # Training on the CPU with the same seed and thread count is bit-reproducible here, so
         # the adapters, the GGUFs and their checks are identical too.
@@ -190,4 +192,4 @@ def test_pipeline_slice_runs_on_slurm_and_matches_a_local_run(slurm, tmp_path):
         assert slurm_metrics["final_train_loss"] == local_metrics["final_train_loss"]
         assert slurm_metrics["eval_loss"] == local_metrics["eval_loss"]
     cache = ResponseCache(Path(slice_config(tmp_path / "slurm")["teacher"]["cache_dir"]))
-    assert len(cache.stored_keys()) == 12
+    assert len(cache.stored_keys()) == EXAMPLES * len(TASKS)
