@@ -369,6 +369,57 @@ def test_report_names_the_missing_eval_json(reported, tmp_path):
     assert not (tmp_path / "report.md").exists()
 
 
+def test_snakemake_serve_answers_every_task_from_one_process(reported):
+    """The `serve` target as a user starts it: one process, the real tuned adapters, one request
+    per task; each answer is what that task's adapter gives on the base GGUF alone."""
+    from llama_cpp import Llama
+
+    from vault_distill.serve import free_port, request_sampling, wait_for_server
+
+    workdir, config = reported
+    sampling = request_sampling({**config["decoding"], "temperature": 0, "max_tokens": 24})
+    port = free_port()
+    config = {**config, "serve": {"host": "127.0.0.1", "port": port}}
+    (workdir / "config" / "config.yaml").write_text(json.dumps(config), encoding="utf-8")
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir)]
+    process = subprocess.Popen(
+        [*command, "--cores", "2", "serve"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        models = wait_for_server(f"http://127.0.0.1:{port}/v1/models", process, timeout_s=300)
+        assert [model["id"] for model in models["data"]] == list(config["tasks"])
+        val = {
+            task: json.loads((workdir / f"results/{task}/sft/val.jsonl").read_text().splitlines()[0])
+            for task in config["tasks"]
+        }
+        for task, row in val.items():
+            messages = row["prompt_messages"]
+            body = json.dumps({"model": task, "messages": messages, **sampling}).encode()
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/v1/chat/completions", body, {"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=300) as response:
+                served = json.loads(response.read())["choices"][0]["message"]["content"]
+            alone = Llama(
+                model_path=str(workdir / "results/base/base.Q8_0.gguf"),
+                lora_path=str(workdir / f"results/{task}/{task}.lora.F16.gguf"),
+                n_ctx=1024,
+                n_threads=2,
+                n_threads_batch=2,
+                verbose=False,
+            )
+            expected = alone.create_chat_completion(messages=messages, **sampling)
+            alone.close()
+            assert served == expected["choices"][0]["message"]["content"], task
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)  # snakemake and the server it runs
+        process.wait(timeout=60)
+        snakemake(workdir, "--unlock")  # as a user would after stopping it: later tests build here
+
+
 def saved_steps(checkpoints: Path) -> list[int]:
     """The step of each run's newest checkpoint saved to the end, as the resume will pick it."""
     newest = [last_checkpoint(run) for run in checkpoints.glob("*")] if checkpoints.is_dir() else []
@@ -376,7 +427,9 @@ def saved_steps(checkpoints: Path) -> list[int]:
 
 
 def test_killed_training_resumes_from_a_checkpoint_taken_by_time(built):
-    """every_steps alone would write none in 12 steps: the checkpoints are every_minutes' own."""
+    """every_steps alone would write none in 12 steps: the checkpoints are every_minutes' own.
+    It retrains the shared build's judge with other settings, so the tests that need that build
+    as `all` left it (the report, serve) come before it in this file."""
     workdir, config = built
     config["training"].update(max_steps=12, learning_rate=5e-4)
     config["checkpoints"].update(every_steps=100, every_minutes=0.02)
@@ -457,53 +510,3 @@ def test_train_throughput_benchmark_runs(built):
         lines[0],
     )
     assert header and header[1] == header[2] == str(resolve_dtype("auto", "cpu")).removeprefix("torch."), lines[0]
-
-
-def test_snakemake_serve_answers_every_task_from_one_process(reported):
-    """The `serve` target as a user starts it: one process, the real tuned adapters, one request
-    per task; each answer is what that task's adapter gives on the base GGUF alone."""
-    from llama_cpp import Llama
-
-    from vault_distill.serve import free_port, request_sampling, wait_for_server
-
-    workdir, config = reported
-    sampling = request_sampling({**config["decoding"], "temperature": 0, "max_tokens": 24})
-    port = free_port()
-    config = {**config, "serve": {"host": "127.0.0.1", "port": port}}
-    (workdir / "config" / "config.yaml").write_text(json.dumps(config), encoding="utf-8")
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir)]
-    process = subprocess.Popen(
-        [*command, "--cores", "2", "serve"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        models = wait_for_server(f"http://127.0.0.1:{port}/v1/models", process, timeout_s=300)
-        assert [model["id"] for model in models["data"]] == list(config["tasks"])
-        val = {
-            task: json.loads((workdir / f"results/{task}/sft/val.jsonl").read_text().splitlines()[0])
-            for task in config["tasks"]
-        }
-        for task, row in val.items():
-            messages = row["prompt_messages"]
-            body = json.dumps({"model": task, "messages": messages, **sampling}).encode()
-            request = urllib.request.Request(
-                f"http://127.0.0.1:{port}/v1/chat/completions", body, {"Content-Type": "application/json"}
-            )
-            with urllib.request.urlopen(request, timeout=300) as response:
-                served = json.loads(response.read())["choices"][0]["message"]["content"]
-            alone = Llama(
-                model_path=str(workdir / "results/base/base.Q8_0.gguf"),
-                lora_path=str(workdir / f"results/{task}/{task}.lora.F16.gguf"),
-                n_ctx=1024,
-                n_threads=2,
-                n_threads_batch=2,
-                verbose=False,
-            )
-            expected = alone.create_chat_completion(messages=messages, **sampling)
-            alone.close()
-            assert served == expected["choices"][0]["message"]["content"], task
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)  # snakemake and the server it runs
-        process.wait(timeout=60)

@@ -32,7 +32,7 @@ TARGETS = [f"results/{task}/{task}.Q8_0.gguf" for task in TASKS]
 # there is no need to wait the default 40 s before the first status query.
 SLURM_FLAGS = (
     "--slurm-status-command", "squeue",
-    "--slurm-init-seconds-before-status-checks", "5",
+    "--slurm-init-seconds-before-status-checks", "2",
     "--slurm-no-account",
 )  # fmt: skip
 # llama.cpp's spin-waiting threads slow down many times over when anything else wants the CPU
