@@ -172,15 +172,19 @@ def absolute_resources(config: dict) -> dict:
     return config
 
 
+def write_config(workdir: Path, config: dict) -> None:
+    (workdir / "config").mkdir(parents=True, exist_ok=True)
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+
+
 def make_workdir(tmp_path: Path, config: dict, vault: Path | None = None) -> Path:
     """A Snakemake working directory with its own config/config.yaml and vault."""
     workdir = tmp_path / "work"
-    (workdir / "config").mkdir(parents=True, exist_ok=True)
     if vault is None:
         vault = workdir / "vault"
         shutil.copytree(ROOT / "resources" / "vault", vault, dirs_exist_ok=True)
     config["vault"] = str(vault)
-    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    write_config(workdir, config)
     return workdir
 
 
@@ -205,11 +209,6 @@ def five_task_config() -> dict:
     config["decoding"]["max_tokens"] = 48  # what is answered matters to no test of this build; the cost does
     config["quality"]["max_inputs"] = 2  # the val input and one the split never saw
     return config
-
-
-def write_config(workdir: Path, config: dict) -> None:
-    (workdir / "config").mkdir(exist_ok=True)
-    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
 
 
 @pytest.fixture(scope="session")

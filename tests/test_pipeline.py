@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 SFT_TARGETS = [f"results/{task}/sft/{split}.jsonl" for task in default_config()["tasks"] for split in ("train", "val")]
 
 
-def small_config(tmp_path: Path, examples: int = 4) -> dict:
+def small_config(tmp_path: Path, examples: int) -> dict:
     config = absolute_resources(default_config())
     config["teacher"].update(cache_dir=str(tmp_path / "teacher-cache"), max_tokens=160, n_ctx=2048)
     config["training"]["max_length"] = 256
