@@ -124,15 +124,18 @@ def main(argv=None) -> None:
     builds = {"baseline": changed(shipped, args.baseline), "candidate": changed(shipped, args.candidate)}
     for label, config in builds.items():
         prepare(args.out / label, config)
-    print(f"bf16 matmul before: {bf16_matmul_flops('cpu', 512, 3) / 1e9:.1f} GFLOP/s (512x512, now)", flush=True)
+    bf16 = {"before": bf16_matmul_flops("cpu", 512, 3) / 1e9}
+    print(f"bf16 matmul before: {bf16['before']:.1f} GFLOP/s (512x512, now)", flush=True)
     rows = []
     for label in builds:
         wall = build(args.out / label, args.target or ["all"], args.cores)
         rows.append({"label": label, "wall_s": wall, "stages": stage_seconds(args.out / label / "results")})
         print(f"{label}: {wall:.0f} s", flush=True)
-    print(f"bf16 matmul after: {bf16_matmul_flops('cpu', 512, 3) / 1e9:.1f} GFLOP/s (512x512, now)")
+    bf16["after"] = bf16_matmul_flops("cpu", 512, 3) / 1e9
+    print(f"bf16 matmul after: {bf16['after']:.1f} GFLOP/s (512x512, now)")
     print("\n".join(render(rows)))
-    (args.out / "builds.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    saved = {"bf16_matmul_gflops_512": bf16, "targets": args.target or ["all"], "builds": rows}
+    (args.out / "builds.json").write_text(json.dumps(saved, indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":
