@@ -96,6 +96,13 @@ def stage_seconds(results: Path) -> dict[str, float]:
     return dict(sums)
 
 
+def measured_bf16(when: str) -> float:
+    """The machine's bf16 matmul GFLOP/s now (512x512), printed: every timing comes with it."""
+    gflops = bf16_matmul_flops("cpu", 512, 3) / 1e9
+    print(f"bf16 matmul {when}: {gflops:.1f} GFLOP/s (512x512, now)", flush=True)
+    return gflops
+
+
 def render(rows: list[dict]) -> list[str]:
     stages = sorted({stage for row in rows for stage in row["stages"]})
     baseline = rows[0]["wall_s"]
@@ -124,17 +131,16 @@ def main(argv=None) -> None:
     builds = {"baseline": changed(shipped, args.baseline), "candidate": changed(shipped, args.candidate)}
     for label, config in builds.items():
         prepare(args.out / label, config)
-    bf16 = {"before": bf16_matmul_flops("cpu", 512, 3) / 1e9}
-    print(f"bf16 matmul before: {bf16['before']:.1f} GFLOP/s (512x512, now)", flush=True)
+    targets = args.target or ["all"]
+    bf16 = {"before": measured_bf16("before")}
     rows = []
     for label in builds:
-        wall = build(args.out / label, args.target or ["all"], args.cores)
+        wall = build(args.out / label, targets, args.cores)
         rows.append({"label": label, "wall_s": wall, "stages": stage_seconds(args.out / label / "results")})
         print(f"{label}: {wall:.0f} s", flush=True)
-    bf16["after"] = bf16_matmul_flops("cpu", 512, 3) / 1e9
-    print(f"bf16 matmul after: {bf16['after']:.1f} GFLOP/s (512x512, now)")
+    bf16["after"] = measured_bf16("after")
     print("\n".join(render(rows)))
-    saved = {"bf16_matmul_gflops_512": bf16, "targets": args.target or ["all"], "builds": rows}
+    saved = {"bf16_matmul_gflops_512": bf16, "targets": targets, "builds": rows}
     (args.out / "builds.json").write_text(json.dumps(saved, indent=1), encoding="utf-8")
 
 
