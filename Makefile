@@ -1,11 +1,12 @@
 # The two commands in the README: `make all` and `make test`. Both set up the
-# environment first (a no-op when envs/requirements.txt is unchanged).
+# environment first (a no-op when envs/requirements.txt is unchanged). `make test-fast` is the
+# tier to run after every edit: lint and every test that starts no build and loads no model.
 VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: all setup test lint format dag clean-results
+.PHONY: all setup test test-fast lint format dag clean-results
 
 all: setup
 	$(BIN)/snakemake --cores $(CORES) all
@@ -19,8 +20,12 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The whole suite, with its slowest tests listed at the end (docs/testing.md).
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
+
+test-fast: lint
+	$(BIN)/python -m pytest -m "not slow" -n 2 --durations=10
 
 format: setup
 	$(BIN)/snakefmt Snakefile workflow/rules

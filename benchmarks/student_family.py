@@ -12,7 +12,7 @@ the architecture (sliding-window attention, 256-dimension heads, tied embeddings
 so it measures that every stage handles the family, not quality.
 
 The teacher is the default bundled SmolLM2 with the repository's teacher cache, so a rerun pays for
-no answer twice. The last line is
+no answer twice; `--tiny` uses the schema teacher of the tiny test builds instead. The last line is
 `family=<name> tuned_compliance=<x> base_compliance=<x> gguf_greedy=<a>/<n> build_s=<s>`.
 """
 
@@ -83,7 +83,15 @@ def workdir_config(base_model: Path, task: str, tiny: bool) -> dict:
         config["training"].update(max_length=256, max_steps=2, batch_size=2, lora_r=4, lora_alpha=8)
         config["evaluation"] = {"samples": 2}
         config["decoding"]["max_tokens"] = 32
-        config["teacher"].update(max_tokens=160, n_ctx=2048)
+        # Random weights learn nothing from any teacher: the schema teacher (tests/schema_teacher.py)
+        # answers in milliseconds, from the input's own words, in the folder's own cache.
+        config["teacher"].update(
+            backend="command",
+            model="schema-teacher",
+            command=[sys.executable, str(ROOT / "tests" / "schema_teacher.py")],
+            response_format="none",
+            cache_dir="cache/teacher",
+        )
     return config
 
 

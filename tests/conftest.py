@@ -33,6 +33,17 @@ def pytest_configure(config) -> None:
     os.environ["SLURM_CONF"] = str(conf)
 
 
+# Fixtures that build or convert models with llama.cpp: a test that uses one is in the slow tier,
+# whatever its own marks say (docs/testing.md, "Two tiers").
+SLOW_FIXTURES = {"tiny_loras", "five_task_build"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     """SmolLM2-135M-Instruct's real tokenizer and ChatML template, from the bundled GGUF."""
@@ -188,14 +199,34 @@ def make_workdir(tmp_path: Path, config: dict, vault: Path | None = None) -> Pat
     return workdir
 
 
+# The tiny builds' teacher: a real program behind the command backend that answers every prompt
+# with schema-valid JSON made of the input's own words (tests/schema_teacher.py), in milliseconds.
+SCHEMA_TEACHER = [sys.executable, str(ROOT / "tests" / "schema_teacher.py")]
+
+
+def use_schema_teacher(config: dict, cache_dir: str | Path) -> dict:
+    """Point `config` at the schema teacher, its answers cached under `cache_dir`."""
+    config["teacher"].update(
+        backend="command",
+        model="schema-teacher",
+        command=SCHEMA_TEACHER,
+        response_format="none",
+        cache_dir=str(cache_dir),
+    )
+    return config
+
+
 # Teacher answers per task in the shared five-task build.
 FIVE_TASK_EXAMPLES = 3
 
 
-def five_task_config() -> dict:
-    """The embedded default, shrunk: every path relative to the working directory."""
-    config = default_config()
+def five_task_config(model_dir: Path) -> dict:
+    """The embedded default, shrunk: the tiny Llama as the student, the schema teacher, every other
+    path relative to the working directory. The student stays at one absolute path, read only, so
+    that every copy of the build finds its tokenizer fingerprint memoized (models.tokenizer_source)."""
+    config = use_schema_teacher(default_config(), "cache/teacher")
     config["vault"] = "vault"
+    config["base_model"] = str(model_dir)
     for name, task in config["tasks"].items():
         task.update(
             system_prompt=f"prompts/{name}.md",
@@ -204,7 +235,6 @@ def five_task_config() -> dict:
             val_fraction=0.34,  # 2 train, 1 held out; still 1 + 1 if an answer is rejected
             training={},
         )
-    config["teacher"].update(max_tokens=160, n_ctx=2048)
     config["training"].update(max_length=256, max_steps=1, batch_size=1, lora_r=4, lora_alpha=8)
     config["decoding"]["max_tokens"] = 48  # what is answered matters to no test of this build; the cost does
     config["quality"]["max_inputs"] = 2  # the val input and one the split never saw
@@ -212,26 +242,30 @@ def five_task_config() -> dict:
 
 
 @pytest.fixture(scope="session")
-def five_task_build(tmp_path_factory) -> Path:
+def five_task_build(tmp_path_factory, tiny_model_dir) -> Path:
     """One real build of all five models (vault -> teacher -> SFT -> HQQ QLoRA -> GGUF), then the
     quality benchmark on it, in a self-contained working directory (vault, prompts and schemas
-    copied in, every path relative). test_pipeline.py checks its data half; test_rebuild_contract.py
-    copies it for each change. Tests only read it: the build takes minutes, so it is made once."""
+    copied in, every path but the tiny student's relative). test_pipeline.py checks its data half;
+    test_rebuild_contract.py copies it for each change. Tests only read it: it is made once."""
     workdir = tmp_path_factory.mktemp("five_tasks") / "built"
     for folder in ("vault", "prompts", "schemas"):
         shutil.copytree(ROOT / "resources" / folder, workdir / folder)
-    write_config(workdir, five_task_config())
+    write_config(workdir, five_task_config(tiny_model_dir))
     snakemake(workdir, "--cores", "2", "all", timeout=3600)
     snakemake(workdir, "--cores", "2", "quality", timeout=1800)
     return workdir
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 1200) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, *args: str, check: bool = True, timeout: float = 1200, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Run Snakemake on `workdir`, with `env` added to this process's environment."""
     done = subprocess.run(
         [*SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
+        env={**os.environ, **env} if env else None,
     )
     if check and done.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-6000:]}")

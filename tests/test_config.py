@@ -116,6 +116,7 @@ def test_schema_defaults_are_the_shipped_config():
     assert set(schema["properties"]) == set(shipped)
 
 
+@pytest.mark.slow  # starts Snakemake
 def test_missing_vault_names_the_key(tmp_path):
     config = absolute_resources(default_config())
     done = snakemake(make_workdir(tmp_path, config, vault=tmp_path / "no-such-vault"), "-n", check=False)
@@ -123,6 +124,7 @@ def test_missing_vault_names_the_key(tmp_path):
     assert "config key 'vault': folder not found" in done.stdout + done.stderr
 
 
+@pytest.mark.slow  # starts Snakemake
 def test_missing_prompt_and_invalid_schema_name_the_task_key(tmp_path):
     config = absolute_resources(default_config())
     config["vault"] = str(ROOT / "resources" / "vault")
@@ -141,6 +143,7 @@ def test_missing_prompt_and_invalid_schema_name_the_task_key(tmp_path):
     assert "not a valid JSON Schema" in done.stdout + done.stderr
 
 
+@pytest.mark.slow  # starts Snakemake
 def test_minimal_config_gets_schema_defaults(tmp_path):
     """Only the required task keys: everything else comes from config/schema.yaml."""
     config = {
@@ -203,6 +206,7 @@ def test_config_readme_documents_every_section_of_the_schema():
     assert documented == sections, f"undocumented: {sections - documented}, unknown: {documented - sections}"
 
 
+@pytest.mark.slow  # starts Snakemake
 @pytest.mark.parametrize(
     ("deploy", "where", "modules", "expected"),
     [

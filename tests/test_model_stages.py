@@ -1,7 +1,9 @@
-"""The model half, for real and on small settings: the bundled SmolLM2 is materialized,
-quantized once with HQQ, trained with TRL, merged into bf16, converted by llama.cpp's own
-converter and checked, then given an Ollama Modelfile, evaluated against the base GGUF on
-held-out inputs, and reported."""
+"""The model half, for real on a tiny student: the tiny Llama (conftest.tiny_model_dir: SmolLM2's
+tokenizer and template, 2 random layers) is materialized, quantized once with HQQ, trained with
+TRL, merged into bf16, converted by llama.cpp's own converter and checked, then given an Ollama
+Modelfile, evaluated against the base GGUF on held-out inputs, and reported. The teacher is the
+schema teacher (tests/schema_teacher.py) behind the command backend. Only the weights are tiny:
+every stage runs. The real SmolLM2 goes through the same chain in test_real_model.py."""
 
 from __future__ import annotations
 
@@ -15,7 +17,15 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, absolute_resources, default_config, kill_snakemake_when, make_workdir, snakemake
+from conftest import (
+    ROOT,
+    absolute_resources,
+    default_config,
+    kill_snakemake_when,
+    make_workdir,
+    snakemake,
+    use_schema_teacher,
+)
 
 from vault_distill.hardware import resolve_dtype
 from vault_distill.report import ReportError, build_report, format_mb, format_seconds
@@ -25,21 +35,29 @@ pytestmark = pytest.mark.slow
 
 TASK = "judge"
 TRAIN_STEPS = 6
+# The killed training's steps: a tiny step takes milliseconds, so enough for a kill to land part way.
+KILLED_STEPS = 200
 # A second task, only built for the report, so that the report has more than one row.
 OTHER_TASK = "analyst"
 EVAL_MAX_TOKENS = 128
 
 
-def tiny_config(tmp_path: Path) -> dict:
-    config = absolute_resources(default_config())
+def tiny_config(tmp_path: Path, model_dir: Path) -> dict:
+    config = use_schema_teacher(absolute_resources(default_config()), tmp_path / "teacher-cache")
+    config["base_model"] = str(model_dir)
     config["tasks"] = {TASK: config["tasks"][TASK], OTHER_TASK: config["tasks"][OTHER_TASK]}
     config["tasks"][TASK].update(examples=8, val_fraction=0.25)
     config["tasks"][OTHER_TASK].update(examples=5, val_fraction=0.25, training={"max_steps": 2})
     config["evaluation"] = {"samples": 2}
     config["decoding"]["max_tokens"] = EVAL_MAX_TOKENS
-    config["teacher"].update(cache_dir=str(tmp_path / "teacher-cache"), max_tokens=160, n_ctx=2048)
     config["training"].update(
-        max_length=256, max_steps=TRAIN_STEPS, batch_size=2, learning_rate=1e-3, lora_r=8, lora_alpha=16
+        # A random student moves slowly at 1e-3: 1e-2 makes 6 steps change its greedy answer.
+        max_length=256,
+        max_steps=TRAIN_STEPS,
+        batch_size=2,
+        learning_rate=1e-2,
+        lora_r=8,
+        lora_alpha=16,
     )
     config["checkpoints"] = {"dir": str(tmp_path / "checkpoints"), "every_steps": 3}
     config["gguf"]["deploy"] = "both"  # the merged GGUF and the LoRA GGUF, checked and evaluated side by side
@@ -47,10 +65,10 @@ def tiny_config(tmp_path: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(tmp_path_factory, tiny_model_dir):
     """One real build of the judge model, from the vault to the Modelfile and its evaluation."""
     tmp_path = tmp_path_factory.mktemp("model_stages")
-    config = tiny_config(tmp_path)
+    config = tiny_config(tmp_path, tiny_model_dir)
     workdir = make_workdir(tmp_path, config)
     snakemake(workdir, "--cores", "2", TASK)
     return workdir, config
@@ -60,10 +78,24 @@ def read_json(path: Path):
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def tensor_elements(folder: Path) -> int:
+    return sum(tensor.numel() for tensor in load_safetensors(folder).values())
+
+
+def assert_q8_0_of(gguf: Path, bf16_folder: Path) -> None:
+    """Every matrix is Q8_0 (8.5 bits a weight; only the 1-D norms stay F32), and the tensors hold
+    as many weights as the bf16 model: at this size the vocabulary metadata outweighs them."""
+    from gguf import GGMLQuantizationType, GGUFReader
+
+    tensors = GGUFReader(gguf).tensors
+    assert {t.tensor_type for t in tensors if len(t.shape) > 1} == {GGMLQuantizationType.Q8_0}, gguf
+    assert sum(int(t.n_elements) for t in tensors) == tensor_elements(bf16_folder), gguf
+
+
 def test_build_writes_every_artifact_and_then_has_nothing_to_do(built, tokenizer):
     workdir, config = built
     results = workdir / "results"
-    assert (results / TASK / f"{TASK}.Q8_0.gguf").stat().st_size > 50 * 2**20
+    assert_q8_0_of(results / TASK / f"{TASK}.Q8_0.gguf", results / "base" / "model")
     assert (results / TASK / "adapter" / "adapter_model.safetensors").is_file()
     assert not (results / TASK / "merged").exists(), "the merged folder is temp() by default"
     assert (results / "base" / "hqq" / "qmodel.pt").is_file()
@@ -76,8 +108,8 @@ def test_build_writes_every_artifact_and_then_has_nothing_to_do(built, tokenizer
     assert metrics["trained_tokens"] > 0 and metrics["tokens_per_s"] > 0
     assert metrics["eval_loss"] is not None and metrics["final_train_loss"] is not None
     assert metrics["device"] == "cpu" and metrics["peak_memory_kind"] == "max_rss"
-    assert metrics["gradient_checkpointing"] is False  # 135M at 2x256 tokens fits easily
-    assert metrics["dequantized_weight_cache"] is True  # ~200 MB of bf16 weights fits too
+    assert metrics["gradient_checkpointing"] is False  # 2x256 tokens fit easily
+    assert metrics["dequantized_weight_cache"] is True  # a few MB of bf16 weights fit too
     history = (results / TASK / "train_log.csv").read_text().splitlines()
     assert history[0].startswith("step,epoch") and len(history) > TRAIN_STEPS
     # A finished run leaves no checkpoints behind.
@@ -122,7 +154,9 @@ def test_the_lora_gguf_is_checked_like_the_merged_one_and_ships_with_its_modelfi
     workdir, _ = built
     results = workdir / "results"
     lora = results / TASK / f"{TASK}.lora.F16.gguf"
-    assert 1 * 2**20 < lora.stat().st_size < (results / TASK / f"{TASK}.Q8_0.gguf").stat().st_size / 5
+    # F16, two bytes a LoRA weight, and a fraction of the merged model.
+    lora_bytes = 2 * tensor_elements(results / TASK / "adapter")
+    assert lora_bytes <= lora.stat().st_size < (results / TASK / f"{TASK}.Q8_0.gguf").stat().st_size / 5
     check, merged = read_json(results / TASK / "lora_check.json"), read_json(results / TASK / "gguf_check.json")
     assert check["template_prompts_equal"] == 3 and check["tokenization_equal"]
     assert check["agreed_tokens"] + check["near_tie_flips"] == check["compared_tokens"] >= 1
@@ -239,7 +273,7 @@ def test_gguf_check_in_bf16_still_fails_on_a_model_that_differs(built):
 def test_evaluation_replays_the_held_out_prompts_through_both_ggufs(built, tokenizer):
     workdir, _ = built
     results = workdir / "results"
-    assert (results / "base" / "base.Q8_0.gguf").stat().st_size > 50 * 2**20
+    assert_q8_0_of(results / "base" / "base.Q8_0.gguf", results / "base" / "model")
     base_check = read_json(results / "base" / "gguf_check.json")
     assert base_check["template_prompts_equal"] == 3 and base_check["tokenization_equal"]
     assert base_check["agreed_tokens"] + base_check["near_tie_flips"] == base_check["compared_tokens"]
@@ -318,7 +352,7 @@ def test_report_reads_real_benchmark_and_metrics_files(reported):
     assert read_json(results / OTHER_TASK / "train_metrics.json")["steps"] == 2
     hardware = read_json(results / TASK / "train_metrics.json")["hardware"]
     assert f"{hardware['cpu']} ({hardware['cpu_cores']} cores)" in report and hardware["torch"] in report
-    assert "Base model: `bundled:smollm2`" in report
+    assert f"Base model: `{config['base_model']}`" in report
     assert "| base_gguf |" in report and "All jobs together:" in report  # the shared jobs are timed too
     for plot in ["compliance.png", *(f"{task}_loss.png" for task in config["tasks"])]:
         data = (results / "plots" / plot).read_bytes()
@@ -427,25 +461,28 @@ def saved_steps(checkpoints: Path) -> list[int]:
 
 
 def test_killed_training_resumes_from_a_checkpoint_taken_by_time(built):
-    """every_steps alone would write none in 12 steps: the checkpoints are every_minutes' own.
-    It retrains the shared build's judge with other settings, so the tests that need that build
-    as `all` left it (the report, serve) come before it in this file."""
+    """every_steps alone would write none in KILLED_STEPS steps: the checkpoints are every_minutes'
+    own. It retrains the shared build's judge with other settings, so the tests that need that
+    build as `all` left it (the report, serve) come before it in this file."""
     workdir, config = built
-    config["training"].update(max_steps=12, learning_rate=5e-4)
-    config["checkpoints"].update(every_steps=100, every_minutes=0.02)
+    config["training"].update(max_steps=KILLED_STEPS, learning_rate=5e-4)
+    config["checkpoints"].update(every_steps=10 * KILLED_STEPS, every_minutes=0.01)
     (workdir / "config" / "config.yaml").write_text(json.dumps(config), encoding="utf-8")
     target = f"results/{TASK}/train_metrics.json"
     checkpoints = Path(config["checkpoints"]["dir"]) / TASK
-    # A real SIGKILL at about half of the run, wherever the trainer is then: in a step, or in the
+    # A real SIGKILL part way through the run, wherever the trainer is then: in a step, or in the
     # middle of the next save (that half-written checkpoint is skipped on resume).
-    kill_snakemake_when(workdir, target, lambda: any(step >= 5 for step in saved_steps(checkpoints)), timeout_s=600)
+    kill_at = KILLED_STEPS // 10
+    kill_snakemake_when(
+        workdir, target, lambda: any(step >= kill_at for step in saved_steps(checkpoints)), timeout_s=600
+    )
     assert not (workdir / target).exists() or read_json(workdir / target)["steps"] == TRAIN_STEPS
-    assert any(5 <= step < 12 for step in saved_steps(checkpoints))
+    assert any(kill_at <= step < KILLED_STEPS for step in saved_steps(checkpoints))
 
     snakemake(workdir, "--cores", "2", "--rerun-incomplete", target)
     metrics = read_json(workdir / target)
-    assert metrics["steps"] == 12
-    assert metrics["resumed_from_step"] is not None and metrics["resumed_from_step"] >= 5
+    assert metrics["steps"] == KILLED_STEPS
+    assert metrics["resumed_from_step"] is not None and metrics["resumed_from_step"] >= kill_at
     assert "resuming from" in (workdir / f"results/logs/{TASK}/train.log").read_text()
     assert not any(checkpoints.rglob("checkpoint-*"))
 

@@ -1,4 +1,5 @@
-"""The data half, end to end through Snakemake, on the bundled model as the real teacher."""
+"""The data half, end to end through Snakemake: the shared five-task build's data, and a teacher
+killed part way, on the schema teacher (tests/schema_teacher.py) behind the command backend."""
 
 import json
 from pathlib import Path
@@ -8,11 +9,13 @@ import pytest
 from conftest import (
     FIVE_TASK_EXAMPLES,
     ROOT,
+    SCHEMA_TEACHER,
     absolute_resources,
     default_config,
     kill_snakemake_when,
     make_workdir,
     snakemake,
+    use_schema_teacher,
 )
 
 from vault_distill.cache import ResponseCache
@@ -22,9 +25,13 @@ pytestmark = pytest.mark.slow
 SFT_TARGETS = [f"results/{task}/sft/{split}.jsonl" for task in default_config()["tasks"] for split in ("train", "val")]
 
 
+# Seconds per answer of the killed teacher: slow enough that the kill lands between answers.
+ANSWER_SECONDS = 0.5
+
+
 def small_config(tmp_path: Path, examples: int) -> dict:
-    config = absolute_resources(default_config())
-    config["teacher"].update(cache_dir=str(tmp_path / "teacher-cache"), max_tokens=160, n_ctx=2048)
+    config = use_schema_teacher(absolute_resources(default_config()), tmp_path / "teacher-cache")
+    config["teacher"]["command"] = [*SCHEMA_TEACHER, "--seconds", str(ANSWER_SECONDS)]
     config["training"]["max_length"] = 256
     for task in config["tasks"].values():
         task["examples"] = examples
@@ -63,8 +70,9 @@ def test_sft_datasets_for_all_five_tasks_then_nothing_to_do(five_task_build):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-def test_killed_teacher_reruns_only_missing_inputs(tmp_path):
+def test_killed_teacher_reruns_only_missing_inputs(tmp_path, tiny_model_dir):
     config = small_config(tmp_path, examples=10)
+    config["base_model"] = str(tiny_model_dir)  # the teacher's prompts are cut to its tokenizer: SmolLM2's
     workdir = make_workdir(tmp_path, config)
     cache = ResponseCache(config["teacher"]["cache_dir"])
     target = "results/judge/teacher.jsonl"

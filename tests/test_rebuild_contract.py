@@ -1,6 +1,7 @@
 """The incremental-rebuild contract (README, "Why is this rerunning?"), one test per row.
 
-A tiny but real five-task pipeline is built once. Each row then applies its change to a copy
+A tiny but real five-task pipeline is built once (conftest.five_task_build: the tiny Llama as the
+student, the schema teacher behind the command backend; every stage runs). Each row then applies its change to a copy
 of that working directory (config, vault, prompts and Snakemake's metadata all live in it,
 with relative paths, so the copy is an exact stand-in) and checks the exact set of jobs that
 Snakemake plans. Rows that change what the teacher is asked also run the teacher jobs and
@@ -21,15 +22,12 @@ import json
 import os
 import re
 import shutil
-import stat
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import FIVE_TASK_EXAMPLES, default_config, snakemake, write_config
-
-from vault_distill.models import resolve_gguf
 
 pytestmark = pytest.mark.slow
 
@@ -231,7 +229,7 @@ def test_new_note_in_a_shared_folder_reruns_the_two_tasks_that_read_it(work):
 
 def copy_base_model(work: Path) -> Path:
     """A local HF folder holding the very same model and tokenizer: a new base model by name."""
-    folder = work / "models/smollm2-copy"
+    folder = work / "models/tiny-copy"
     shutil.copytree(work / "results/base/model", folder, copy_function=link_or_copy)
     return folder
 
@@ -239,7 +237,7 @@ def copy_base_model(work: Path) -> Path:
 def test_new_base_model_with_the_same_tokenizer_retrains_but_keeps_the_sft_data(work):
     copy_base_model(work)
     config = read_config(work)
-    config["base_model"] = "models/smollm2-copy"
+    config["base_model"] = "models/tiny-copy"
     write_config(work, config)
     assert_plan(work, {("base", None), ("quantize", None), ("base_gguf", None)} | every_task("train") | REPORT)
 
@@ -252,7 +250,7 @@ def test_new_base_model_with_another_tokenizer_also_redoes_the_sft_data(work):
     assert "named SmolLM," in text
     rewrite(template, text.replace("named SmolLM,", "named SmolLM (a copy),"))
     config = read_config(work)
-    config["base_model"] = "models/smollm2-copy"
+    config["base_model"] = "models/tiny-copy"
     write_config(work, config)
     expected = {("base_tokenizer", None), ("base", None), ("quantize", None), ("base_gguf", None)}
     preflights = {(PREFLIGHT, task) for task in TASKS}
@@ -289,7 +287,7 @@ def test_a_setting_of_the_method_not_in_use_reruns_nothing(work):
 
 def test_teacher_model_asks_every_teacher_again(work):
     config = read_config(work)
-    config["teacher"]["model"] = str(resolve_gguf("bundled:smollm2", "teacher.model"))
+    config["teacher"]["model"] = config["teacher"]["model"] + "-v2"
     write_config(work, config)
     assert_plan(work, every_task("teach") | REPORT)
     # One task's teacher is enough to see the answers paid again (the plan above covers all five).
@@ -299,17 +297,19 @@ def test_teacher_model_asks_every_teacher_again(work):
 
 
 def test_teacher_backend_asks_every_teacher_again(work):
-    answer = {"score": 3, "verdict": "improve", "strengths": ["clear"], "gaps": ["no sources"]}
-    teacher = work / "teacher.sh"
-    teacher.write_text(f"#!/bin/sh\ncat > /dev/null\necho '{json.dumps(answer)}'\n", encoding="utf-8")
-    teacher.chmod(teacher.stat().st_mode | stat.S_IXUSR)
+    """From the schema teacher to the bundled SmolLM2 in llama.cpp: a real model answers."""
+    before = (work / "results/judge/teacher.jsonl").read_text(encoding="utf-8")
     config = read_config(work)
-    config["teacher"].update(backend="command", command=[str(teacher)])
+    config["teacher"].update(
+        backend="llama_cpp", model="bundled:smollm2", command=None, response_format="json_schema", max_tokens=160
+    )
     write_config(work, config)
     assert_plan(work, every_task("teach") | REPORT)
     snakemake(work, "--cores", "2", "results/judge/teacher.jsonl")
     stats = json.loads((work / "results/judge/teacher_stats.json").read_text())
-    assert (stats["generated"], stats["cached"], stats["accepted"]) == (EXAMPLES, 0, EXAMPLES)
+    assert (stats["generated"], stats["cached"]) == (EXAMPLES, 0)
+    assert stats["accepted"] + stats["rejected"] == EXAMPLES and stats["accepted"] >= 1
+    assert (work / "results/judge/teacher.jsonl").read_text(encoding="utf-8") != before
 
 
 def test_dedupe_items_rejudges_every_teacher_for_free_and_resplits_the_tasks_it_changed(work):

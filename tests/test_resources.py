@@ -99,6 +99,7 @@ def dry_run_resources(tmp_path: Path, **training_overrides) -> dict[str, dict[st
     return resources
 
 
+@pytest.mark.slow  # starts Snakemake
 def test_dry_run_requests(tmp_path):
     auto = dry_run_resources(tmp_path / "auto")
     assert {rule: auto[rule].get("gpu") for rule in ("base", "quantize", "train", "merge", "convert", "teach")} == {

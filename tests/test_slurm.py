@@ -3,7 +3,9 @@
 The cluster is one node on this machine (tests/servers/slurm_cluster.py), installed with
 apt-get when missing and skipped, loudly, where that is impossible. Two tasks go from extract to
 GGUF on small settings: every job is a Slurm job, started by snakemake-executor-plugin-slurm.
-The same slice then runs locally, and the two are compared.
+The same slice then runs locally, and the two are compared. The student is the tiny Llama
+(conftest.tiny_model_dir) and the teacher the schema teacher (tests/schema_teacher.py): what is
+checked is what Slurm receives and runs, not what the model learns.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, absolute_resources, default_config, make_workdir, snakemake
+from conftest import ROOT, absolute_resources, default_config, make_workdir, snakemake, use_schema_teacher
 from servers.slurm_cluster import SlurmCluster, SlurmUnavailable, ensure_installed
 
 from vault_distill.cache import ResponseCache
@@ -35,9 +37,7 @@ SLURM_FLAGS = (
     "--slurm-init-seconds-before-status-checks", "2",
     "--slurm-no-account",
 )  # fmt: skip
-# llama.cpp's spin-waiting threads slow down many times over when anything else wants the CPU
-# (see test_teacher_backends.py), so on this shared 2-core machine the teacher gets one thread,
-# in both runs alike.
+# Both runs give the teacher one thread, as a user of a server-backed teacher would.
 RUN_FLAGS = ("--set-threads", "teach=1")  # first: it takes every word up to the next option
 # The Slurm jobs one run of the slice needs, by rule.
 EXPECTED_JOBS = {
@@ -66,13 +66,13 @@ BENCHMARKS = {
 DATA_FILES = ("inputs.jsonl", "teacher.jsonl", "teacher_rejects.jsonl", "sft/train.jsonl", "sft/val.jsonl")
 
 
-def slice_config(tmp_path: Path) -> dict:
-    config = absolute_resources(default_config())
+def slice_config(tmp_path: Path, model_dir: Path) -> dict:
+    # The teacher cache must be on a path every node sees: with one node, any local folder.
+    config = use_schema_teacher(absolute_resources(default_config()), tmp_path / "teacher-cache")
+    config["base_model"] = str(model_dir)
     config["tasks"] = {task: config["tasks"][task] for task in TASKS}
     for task in TASKS:
         config["tasks"][task].update(examples=EXAMPLES, val_fraction=0.25)
-    # The teacher cache must be on a path every node sees: with one node, any local folder.
-    config["teacher"].update(cache_dir=str(tmp_path / "teacher-cache"), max_tokens=160, n_ctx=2048)
     config["training"].update(
         max_length=256, max_steps=2, batch_size=2, learning_rate=1e-3, lora_r=8, lora_alpha=16, seed=0
     )
@@ -136,8 +136,8 @@ def differing_files(task: str, one: Path, other: Path, names) -> list[str]:
     return [name for name in names if (one / results / name).read_bytes() != (other / results / name).read_bytes()]
 
 
-def test_pipeline_slice_runs_on_slurm_and_matches_a_local_run(slurm, tmp_path):
-    on_slurm = make_workdir(tmp_path / "slurm", slice_config(tmp_path / "slurm"))
+def test_pipeline_slice_runs_on_slurm_and_matches_a_local_run(slurm, tmp_path, tiny_model_dir):
+    on_slurm = make_workdir(tmp_path / "slurm", slice_config(tmp_path / "slurm", tiny_model_dir))
     started = time.monotonic()
     profile = str(ROOT / "profiles" / "slurm")
     run = snakemake(on_slurm, *RUN_FLAGS, "--profile", profile, *SLURM_FLAGS, *TARGETS, timeout=3000)
@@ -168,7 +168,7 @@ def test_pipeline_slice_runs_on_slurm_and_matches_a_local_run(slurm, tmp_path):
     assert rules == EXPECTED_JOBS, rules
 
     # The same slice, locally.
-    local = make_workdir(tmp_path / "local", slice_config(tmp_path / "local"))
+    local = make_workdir(tmp_path / "local", slice_config(tmp_path / "local", tiny_model_dir))
     started = time.monotonic()
     snakemake(local, *RUN_FLAGS, "--cores", "2", *TARGETS, timeout=3000)
     local_wall_s = time.monotonic() - started
@@ -191,5 +191,5 @@ def test_pipeline_slice_runs_on_slurm_and_matches_a_local_run(slurm, tmp_path):
         local_metrics = read_json(local / f"results/{task}/train_metrics.json")
         assert slurm_metrics["final_train_loss"] == local_metrics["final_train_loss"]
         assert slurm_metrics["eval_loss"] == local_metrics["eval_loss"]
-    cache = ResponseCache(Path(slice_config(tmp_path / "slurm")["teacher"]["cache_dir"]))
+    cache = ResponseCache(Path(slice_config(tmp_path / "slurm", tiny_model_dir)["teacher"]["cache_dir"]))
     assert len(cache.stored_keys()) == EXAMPLES * len(TASKS)
