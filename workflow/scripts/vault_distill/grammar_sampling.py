@@ -92,7 +92,19 @@ def is_plain_greedy(temp, repeat_penalty, frequency_penalty, presence_penalty) -
 
 
 class GrammarLastLlama(Llama):
-    """`Llama`, with grammar-constrained decoding checked on the chosen token only."""
+    """`Llama`, with grammar-constrained decoding checked on the chosen token only, and every
+    completion decoded from an empty context.
+
+    llama-cpp-python reuses the previous call's cached prefix and re-evaluates the prompt's last
+    token alone. On the AVX512 build that token's logits then differ in the last bits from a whole
+    prompt evaluated at once, enough to change a token sampled at 0.7 (seen on a Zen 4 runner: one
+    seed, one prompt, two answers). A teacher answer must depend on its prompt and settings alone
+    (it is cached by them, and a resumed run asks from another input onwards), so each completion
+    pays for its whole prompt again."""
+
+    def generate(self, tokens, *args, **kwargs):
+        self.reset()
+        yield from super().generate(tokens, *args, **kwargs)
 
     def _init_sampler(self, **options):
         grammar = options.get("grammar")
