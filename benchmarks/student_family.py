@@ -31,6 +31,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+sys.path.insert(0, str(ROOT / "tests"))  # schema_teacher, the --tiny build's teacher
 
 GEMMA_TEMPLATE = ROOT / "tests" / "data" / "chat_templates" / "Gemma-3-it.jinja"
 STAGES = ("base", "quantize", "base_gguf", "{task}/teach", "{task}/train", "{task}/merge", "{task}/convert",
@@ -85,13 +86,9 @@ def workdir_config(base_model: Path, task: str, tiny: bool) -> dict:
         config["decoding"]["max_tokens"] = 32
         # Random weights learn nothing from any teacher: the schema teacher (tests/schema_teacher.py)
         # answers in milliseconds, from the input's own words, in the folder's own cache.
-        config["teacher"].update(
-            backend="command",
-            model="schema-teacher",
-            command=[sys.executable, str(ROOT / "tests" / "schema_teacher.py")],
-            response_format="none",
-            cache_dir="cache/teacher",
-        )
+        from schema_teacher import teacher_settings
+
+        config["teacher"].update(teacher_settings("cache/teacher"))
     return config
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from schema_teacher import teacher_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -199,20 +200,11 @@ def make_workdir(tmp_path: Path, config: dict, vault: Path | None = None) -> Pat
     return workdir
 
 
-# The tiny builds' teacher: a real program behind the command backend that answers every prompt
-# with schema-valid JSON made of the input's own words (tests/schema_teacher.py), in milliseconds.
-SCHEMA_TEACHER = [sys.executable, str(ROOT / "tests" / "schema_teacher.py")]
-
-
 def use_schema_teacher(config: dict, cache_dir: str | Path) -> dict:
-    """Point `config` at the schema teacher, its answers cached under `cache_dir`."""
-    config["teacher"].update(
-        backend="command",
-        model="schema-teacher",
-        command=SCHEMA_TEACHER,
-        response_format="none",
-        cache_dir=str(cache_dir),
-    )
+    """Point `config` at the tiny builds' teacher: a real program behind the command backend that
+    answers every prompt with schema-valid JSON made of the input's own words, in milliseconds
+    (tests/schema_teacher.py), its answers cached under `cache_dir`."""
+    config["teacher"].update(teacher_settings(str(cache_dir)))
     return config
 
 

@@ -79,6 +79,17 @@ class Answerer:
         return text.ljust(schema.get("minLength", 0), ".")
 
 
+def teacher_settings(cache_dir: str) -> dict:
+    """The `teacher:` keys that make this program the teacher, its answers cached under `cache_dir`."""
+    return {
+        "backend": "command",
+        "model": "schema-teacher",
+        "command": [sys.executable, __file__],
+        "response_format": "none",
+        "cache_dir": cache_dir,
+    }
+
+
 def answer(prompt: str) -> dict:
     schema, text = split_prompt(prompt)
     return Answerer(text).value(schema)

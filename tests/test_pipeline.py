@@ -9,7 +9,6 @@ import pytest
 from conftest import (
     FIVE_TASK_EXAMPLES,
     ROOT,
-    SCHEMA_TEACHER,
     absolute_resources,
     default_config,
     kill_snakemake_when,
@@ -31,7 +30,7 @@ ANSWER_SECONDS = 0.5
 
 def small_config(tmp_path: Path, examples: int) -> dict:
     config = use_schema_teacher(absolute_resources(default_config()), tmp_path / "teacher-cache")
-    config["teacher"]["command"] = [*SCHEMA_TEACHER, "--seconds", str(ANSWER_SECONDS)]
+    config["teacher"]["command"] += ["--seconds", str(ANSWER_SECONDS)]
     config["training"]["max_length"] = 256
     for task in config["tasks"].values():
         task["examples"] = examples
@@ -72,7 +71,7 @@ def test_sft_datasets_for_all_five_tasks_then_nothing_to_do(five_task_build):
 
 def test_killed_teacher_reruns_only_missing_inputs(tmp_path, tiny_model_dir):
     config = small_config(tmp_path, examples=10)
-    config["base_model"] = str(tiny_model_dir)  # the teacher's prompts are cut to its tokenizer: SmolLM2's
+    config["base_model"] = str(tiny_model_dir)  # SmolLM2's tokenizer, loaded from a folder, not from the GGUF
     workdir = make_workdir(tmp_path, config)
     cache = ResponseCache(config["teacher"]["cache_dir"])
     target = "results/judge/teacher.jsonl"

@@ -37,8 +37,6 @@ SLURM_FLAGS = (
     "--slurm-init-seconds-before-status-checks", "2",
     "--slurm-no-account",
 )  # fmt: skip
-# Both runs give the teacher one thread, as a user of a server-backed teacher would.
-RUN_FLAGS = ("--set-threads", "teach=1")  # first: it takes every word up to the next option
 # The Slurm jobs one run of the slice needs, by rule.
 EXPECTED_JOBS = {
     "extract": 2,
@@ -140,7 +138,7 @@ def test_pipeline_slice_runs_on_slurm_and_matches_a_local_run(slurm, tmp_path, t
     on_slurm = make_workdir(tmp_path / "slurm", slice_config(tmp_path / "slurm", tiny_model_dir))
     started = time.monotonic()
     profile = str(ROOT / "profiles" / "slurm")
-    run = snakemake(on_slurm, *RUN_FLAGS, "--profile", profile, *SLURM_FLAGS, *TARGETS, timeout=3000)
+    run = snakemake(on_slurm, "--profile", profile, *SLURM_FLAGS, *TARGETS, timeout=3000)
     slurm_wall_s = time.monotonic() - started
     log = run.stdout + run.stderr
 
@@ -170,7 +168,7 @@ def test_pipeline_slice_runs_on_slurm_and_matches_a_local_run(slurm, tmp_path, t
     # The same slice, locally.
     local = make_workdir(tmp_path / "local", slice_config(tmp_path / "local", tiny_model_dir))
     started = time.monotonic()
-    snakemake(local, *RUN_FLAGS, "--cores", "2", *TARGETS, timeout=3000)
+    snakemake(local, "--cores", "2", *TARGETS, timeout=3000)
     local_wall_s = time.monotonic() - started
     print(
         f"\nSlurm run: {len(job_ids)} Slurm jobs in {slurm_wall_s:.0f} s; the same slice locally: {local_wall_s:.0f} s",
