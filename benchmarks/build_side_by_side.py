@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from train_throughput import bf16_matmul_flops  # noqa: E402
+from machine import bf16_matmul_flops  # noqa: E402
 
 from vault_distill.config import load_config  # noqa: E402
 from vault_distill.report import markdown_table, read_benchmark  # noqa: E402

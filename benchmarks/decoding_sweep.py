@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from failure_table import TASKS  # noqa: E402
-from train_throughput import bf16_matmul_flops  # noqa: E402
+from machine import bf16_matmul_flops  # noqa: E402
 
 from vault_distill.decoding import check_decoding  # noqa: E402
 from vault_distill.quality import answer_arms, arm_statistics, quality_files, read_arm, score_arm  # noqa: E402

@@ -138,7 +138,7 @@ def main() -> None:
         print(json.dumps(worker(args.threads, args.model and str(args.model))))
         return
 
-    from train_throughput import bf16_matmul_flops
+    from machine import bf16_matmul_flops
 
     print(f"bf16 matmul: {bf16_matmul_flops('cpu', 2048, 5) / 1e9:.0f} GFLOP/s (2048x2048, this machine, now)")
     wheels = args.wheels or cached_wheels()

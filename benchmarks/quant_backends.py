@@ -38,7 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from train_throughput import bf16_matmul_flops, load_config  # noqa: E402
+from machine import bf16_matmul_flops  # noqa: E402
+from train_throughput import load_config  # noqa: E402
 
 from vault_distill.config import training_settings  # noqa: E402
 from vault_distill.hardware import peak_memory_mb, resolve_device, resolve_dtype, set_threads  # noqa: E402

@@ -387,7 +387,7 @@ def main() -> None:
         return
     if args.tiny:
         args.sizes, args.steps = ["tiny"], 2
-    from train_throughput import bf16_matmul_flops
+    from machine import bf16_matmul_flops
 
     from vault_distill.hardware import resolve_device
 

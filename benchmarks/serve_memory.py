@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from train_throughput import bf16_matmul_flops, load_config  # noqa: E402
+from machine import bf16_matmul_flops  # noqa: E402
+from train_throughput import load_config  # noqa: E402
 
 from vault_distill.convert import base_gguf_path, gguf_suffix, lora_gguf_path, merged_gguf_path  # noqa: E402
 from vault_distill.runtime import read_jsonl  # noqa: E402

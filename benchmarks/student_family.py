@@ -145,7 +145,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="keep the build here (default: a temporary folder)")
     args = parser.parse_args()
 
-    from train_throughput import bf16_matmul_flops
+    from machine import bf16_matmul_flops
 
     print(f"bf16 matmul: {bf16_matmul_flops('cpu', 2048, 5) / 1e9:.0f} GFLOP/s (2048x2048, this machine, now)")
     with tempfile.TemporaryDirectory(prefix="vd-family-") as scratch:

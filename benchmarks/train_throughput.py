@@ -38,6 +38,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from machine import bf16_matmul_flops, matmul_flops  # noqa: E402
 
 from vault_distill.config import load_config, training_settings  # noqa: E402
 from vault_distill.hardware import resolve_device, resolve_dtype, set_threads  # noqa: E402
@@ -48,34 +51,6 @@ from vault_distill.train import train_adapter  # noqa: E402
 SEED_BATCH_SIZE = 1
 SEED_GRAD_ACCUM = 8
 SEED_LORA_DROPOUT = 0.05
-
-
-def matmul_flops(device: str, dtype, size: int, repeats: int, warmups: int = 2) -> float:
-    """FLOP/s of one large matmul in `dtype`: the ceiling a training step is measured against."""
-    import torch
-
-    a = torch.randn(size, size, dtype=dtype, device=device)
-    b = torch.randn(size, size, dtype=dtype, device=device)
-    for _ in range(warmups):
-        a @ b
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    sync()
-    started = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    sync()
-    return 2 * size**3 * repeats / (time.perf_counter() - started)
-
-
-def bf16_matmul_flops(device: str, size: int, repeats: int) -> float:
-    """The bf16 matmul figure every benchmark prints with its timings, to compare runners. A CPU
-    without native bf16 runs it ~100x slower than fp32 (13 s a 2048² matmul on 2 Zen 3 cores), so
-    there it is timed once, unwarmed: a figure that low needs no second digit."""
-    import torch
-
-    if device == "cpu" and resolve_dtype("auto", "cpu") != torch.bfloat16:
-        return matmul_flops(device, torch.bfloat16, size, repeats=1, warmups=0)
-    return matmul_flops(device, torch.bfloat16, size, repeats)
 
 
 def weight_shapes(model_dir: Path) -> dict[str, list[int]]:
