@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CORES ?= all
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: all setup test test-fast lint format dag clean-results
+.PHONY: all setup test test-fast lint format docs dag clean-results
 
 all: setup
 	$(BIN)/snakemake --cores $(CORES) all
@@ -31,6 +31,10 @@ format: setup
 	$(BIN)/snakefmt Snakefile workflow/rules
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# The README's and docs/quality.md's figures, from benchmarks/results/ (a test fails when they drift).
+docs: setup
+	$(BIN)/python benchmarks/render_docs.py
 
 dag: setup
 	$(BIN)/snakemake --dag all | dot -Tsvg > results/dag.svg

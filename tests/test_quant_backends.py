@@ -1,6 +1,6 @@
 """benchmarks/quant_backends.py --tiny: both quantization methods quantize, measure and train the same
 split side by side, and the last line gives the comparison. On the 2-layer random model the figures
-mean nothing; the full-size run on a real task's split is the measurement (README, "HQQ or NF4")."""
+mean nothing; the full-size run on a real task's split is the measurement (docs/performance.md)."""
 
 from __future__ import annotations
 

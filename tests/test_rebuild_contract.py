@@ -1,4 +1,4 @@
-"""The incremental-rebuild contract (README, "Why is this rerunning?"), one test per row.
+"""The incremental-rebuild contract (docs/design.md, "How the rebuild contract holds"), one test per row.
 
 A tiny but real five-task pipeline is built once (conftest.five_task_build: the tiny Llama as the
 student, the schema teacher behind the command backend; every stage runs). Each row then applies its change to a copy

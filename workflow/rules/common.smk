@@ -18,11 +18,23 @@ from vault_distill.config import (  # noqa: E402
     keys_with_role,
     training_settings,
 )
-from vault_distill.convert import (  # noqa: E402
+from vault_distill import layout  # noqa: E402
+from vault_distill.layout import (  # noqa: E402
+    QUALITY_ADAPTER_ARMS as ADAPTER_ARMS,
+    QUALITY_SFT_ARMS as SFT_ARMS,
     base_gguf_path,
+    eval_json,
+    eval_samples,
+    evaluated_gguf,
+    evaluation_arms,
     gguf_suffix,
     lora_gguf_path,
     merged_gguf_path,
+    quality_arms,
+    quality_files,
+    ships_adapter,
+    ships_merged,
+    sft_lora_gguf_path,
 )
 from vault_distill.models import (  # noqa: E402
     BUNDLED,
@@ -32,15 +44,8 @@ from vault_distill.models import (  # noqa: E402
     tokenizer_fingerprint,
 )
 from vault_distill.quantize import bits_per_weight, method_settings  # noqa: E402
-from vault_distill.quality import (  # noqa: E402
-    ADAPTER_ARMS,
-    ARMS,
-    BASE_ARMS,
-    SFT_ARMS,
-    TUNED_ARMS,
-    quality_files,
-)
-from vault_distill.report import base_files, evaluation_arms, task_files  # noqa: E402
+from vault_distill.quality import BASE_ARMS, TUNED_ARMS  # noqa: E402
+from vault_distill.report import base_files, task_files  # noqa: E402
 from vault_distill.resources import (  # noqa: E402
     CLIENT_MB,
     folder_mb,
@@ -80,14 +85,17 @@ LORA_GGUF = lora_gguf_path("{task}")
 PREFERENCE = config["preference"]["enabled"]
 SFT_ADAPTER = "results/{task}/adapter"
 TUNED_ADAPTER = "results/{task}/preference/adapter" if PREFERENCE else SFT_ADAPTER
-SFT_LORA_GGUF = "results/{task}/preference/sft.lora.F16.gguf"
+SFT_LORA_GGUF = sft_lora_gguf_path("{task}")
 # DPO's settings: the prefer job's rerun trigger (on/off is which adapter ships, not how it trains).
 PREFERENCE_TRAINING = {
     key: value for key, value in config["preference"].items() if key != "enabled"
 }
 # What each task ships (gguf.deploy): the merged GGUF, the LoRA GGUF on the base GGUF, or both.
-DEPLOYS_MERGED = config["gguf"]["deploy"] in ("merged", "both")
-DEPLOYS_ADAPTER = config["gguf"]["deploy"] in ("adapter", "both")
+DEPLOY = config["gguf"]["deploy"]
+DEPLOYS_MERGED = ships_merged(DEPLOY)
+DEPLOYS_ADAPTER = ships_adapter(DEPLOY)
+# The quality benchmark's arms for this deployment (vault_distill.layout decides them).
+QUALITY_ARMS_BUILT = list(quality_arms(DEPLOY, PREFERENCE))
 # The training settings that are a rerun trigger: those that shape the adapter (x-role: makes in
 # config/schema.yaml). The memory trades (x-role: runs) are read by the train script itself.
 TRAINING_KEYS = keys_with_role("training", "makes")
@@ -180,14 +188,7 @@ def per_task(pattern):
 
 def task_outputs(task):
     """Everything `all` builds for one task, for what gguf.deploy ships."""
-    merged = [MERGED_GGUF.format(task=task), f"results/{task}/Modelfile"]
-    adapter = [LORA_GGUF.format(task=task), f"results/{task}/adapter.Modelfile"]
-    return [
-        *(merged if DEPLOYS_MERGED else []),
-        *(adapter if DEPLOYS_ADAPTER else []),
-        f"results/{task}/eval.json",
-        f"results/{task}/eval_samples.md",
-    ]
+    return layout.task_outputs(task, DEPLOY, GGUF_SUFFIX)
 
 
 def deployed_ggufs():
@@ -214,14 +215,10 @@ def lora_check_inputs(wildcards):
 
 def evaluated_models(wildcards):
     """The evaluation's arms: the base GGUF, and each deployment of the tuned model."""
-    paths = {
-        "base": BASE_GGUF,
-        "tuned": MERGED_GGUF,
-        "tuned_adapter": LORA_GGUF,
-        "sft": SFT_LORA_GGUF,
+    return {
+        arm: evaluated_gguf(arm, wildcards.task, GGUF_SUFFIX)
+        for arm in evaluation_arms(DEPLOY, PREFERENCE)
     }
-    arms = evaluation_arms(config["gguf"]["deploy"], PREFERENCE)
-    return {arm: paths[arm].format(task=wildcards.task) for arm in arms}
 
 
 def evaluation_n_ctx(wildcards):
@@ -245,12 +242,11 @@ def serve_n_ctx():
 def report_inputs():
     """Every file the report reads: each task's evaluation, training metrics, loss log and
     benchmark files, and the shared jobs' benchmark files."""
-    deploy = config["gguf"]["deploy"]
     files = [
         path
         for task in TASKS
         for path in task_files(
-            task, deploy=deploy, gguf_type=GGUF_SUFFIX, preference=PREFERENCE
+            task, deploy=DEPLOY, gguf_type=GGUF_SUFFIX, preference=PREFERENCE
         ).values()
     ]
     return files + list(base_files(gguf_type=GGUF_SUFFIX).values())
@@ -264,17 +260,11 @@ def quality_arm_outputs(arms):
 def quality_inputs():
     """Everything the quality report reads: every task's held-out inputs and arms, the teacher's
     answers to the unseen inputs when quality.teacher_labels asks for them, and the schemas."""
-    keys = ["heldout", *quality_arms()]
+    keys = ["heldout", *QUALITY_ARMS_BUILT]
     if config["quality"]["teacher_labels"]:
         keys.append("teacher")
     files = [quality_files(task)[key] for task in TASKS for key in keys]
     return files + list(task_schemas().values())
-
-
-def quality_arms():
-    """The benchmark's arms: base and merged tuned always, the adapter where it is deployed, and
-    SFT alone beside SFT + preference when the prefer stage is on."""
-    return list(ARMS) + list(ADAPTER_ARMS) * DEPLOYS_ADAPTER + list(SFT_ARMS) * PREFERENCE
 
 
 def task_thresholds(key):

@@ -4,9 +4,9 @@ rule evaluate:
         val="results/{task}/sft/val.jsonl",
         output_schema=task_setting("output_schema"),
     output:
-        evaluation="results/{task}/eval.json",
+        evaluation=eval_json("{task}"),
         samples=report(
-            "results/{task}/eval_samples.md",
+            eval_samples("{task}"),
             caption="../report/eval_samples.rst",
             category="Evaluation",
             labels={"task": "{task}"},

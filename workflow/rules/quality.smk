@@ -168,7 +168,7 @@ rule quality:
         base_model=config["base_model"],
         decoding=task_decodings(),
         teacher_labels=config["quality"]["teacher_labels"],
-        arms=quality_arms(),
+        arms=QUALITY_ARMS_BUILT,
     script:
         "../scripts/quality.py"
 

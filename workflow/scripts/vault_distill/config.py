@@ -10,6 +10,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from .layout import ships_adapter
+
 SCHEMA_FILE = Path(__file__).resolve().parents[3] / "config" / "schema.yaml"
 # The schema sections whose settings declare an x-role, and where their properties live.
 ROLE_SECTIONS = {"training": ("$defs", "training_values"), "teacher": ("properties", "teacher")}
@@ -147,7 +149,7 @@ NOT_ADAPTER_MODULES = ("embed_tokens", "lm_head", "wte", "tok_embeddings", "embe
 
 def check_adapter_deployment(config: dict) -> None:
     """gguf.deploy adapter/both: every task's target_modules must be ones a GGUF adapter carries."""
-    if config["gguf"]["deploy"] == "merged":
+    if not ships_adapter(config["gguf"]["deploy"]):
         return
     for task in config["tasks"]:
         refused = [m for m in training_settings(config, task)["target_modules"] if m in NOT_ADAPTER_MODULES]

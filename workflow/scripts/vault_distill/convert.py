@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .hardware import release_freed_memory
+from .layout import LORA_OUTTYPE, base_gguf_path, gguf_suffix, lora_gguf_path, merged_gguf_path  # noqa: F401
 from .runtime import write_json
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ MAX_RELATIVE_LOGIT_ERROR = 0.1
 
 # The LoRA GGUF's weight type. An adapter is tens of MB next to a base of hundreds or thousands:
 # f16 keeps its delta exact to 3 digits, where q8_0 would add rounding for a saving nobody sees.
-LORA_OUTTYPE = "f16"
 
 
 class ConversionError(RuntimeError):
@@ -43,23 +43,6 @@ class ConversionError(RuntimeError):
 
 class GgufCheckFailed(RuntimeError):
     """The GGUF file does not reproduce the merged model."""
-
-
-def gguf_suffix(outtype: str) -> str:
-    """`q8_0` -> `Q8_0`, the naming used on the hub and by Ollama's library."""
-    return outtype.upper()
-
-
-def merged_gguf_path(task: str, gguf_type: str, results: str = "results") -> str:
-    return f"{results}/{task}/{task}.{gguf_type}.gguf"
-
-
-def lora_gguf_path(task: str, results: str = "results") -> str:
-    return f"{results}/{task}/{task}.lora.{gguf_suffix(LORA_OUTTYPE)}.gguf"
-
-
-def base_gguf_path(gguf_type: str, results: str = "results") -> str:
-    return f"{results}/base/base.{gguf_type}.gguf"
 
 
 def converter_dir() -> Path:

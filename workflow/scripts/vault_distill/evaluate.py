@@ -28,6 +28,7 @@ import jsonschema
 
 from .decoding import llama_cpp_model_options, llama_cpp_sampling
 from .hardware import describe_cpu
+from .layout import EVALUATION_ARMS
 from .teach import SchemaFailure, parse_answer
 
 # Each answer gets exactly one outcome, checked in this order.
@@ -42,7 +43,7 @@ OUTCOMES = (COMPLIANT, TRUNCATED, PROSE_AROUND_JSON, NOT_JSON, NOT_AN_OBJECT, SC
 # The arms, in the order they are shown: the base GGUF, the merged tuned GGUF, and the task's
 # LoRA GGUF on the base GGUF (gguf.deploy says which tuned ones are built); with the prefer stage
 # on, `sft`: the SFT adapter alone (before DPO) as a LoRA GGUF on the base GGUF.
-MODELS = ("base", "tuned", "tuned_adapter", "sft")
+MODELS = EVALUATION_ARMS
 TUNED_MODELS = MODELS[1:]
 
 COMPLIANCE_RULE = (

@@ -28,18 +28,19 @@ import jsonschema
 
 from .evaluate import COMPLIANCE_RULE, OUTCOMES, answer_chats, load_gguf, reference_answer, score_model_answers
 from .failure_modes import CONTENT_DEFECTS, PATTERNS, failure_patterns
+from .layout import ALL_QUALITY_ARMS, QUALITY_ADAPTER_ARMS, QUALITY_ARMS, QUALITY_SFT_ARMS, quality_files
 from .report import _pyplot, markdown_table
 from .runtime import read_jsonl
 from .split import DroppedExample, build_example, split_order
 
-ARMS = ("base", "base_grammar", "tuned", "tuned_grammar")
+ARMS = QUALITY_ARMS
 BASE_ARMS = ("base", "base_grammar")
 TUNED_ARMS = ("tuned", "tuned_grammar")
 # With gguf.deploy adapter or both: the task's LoRA GGUF on the base GGUF, prompted only.
-ADAPTER_ARMS = ("tuned_adapter",)
+ADAPTER_ARMS = QUALITY_ADAPTER_ARMS
 # With the prefer stage on: the SFT adapter alone, before DPO, as a LoRA GGUF on the base GGUF.
-SFT_ARMS = ("sft",)
-ALL_ARMS = ARMS + ADAPTER_ARMS + SFT_ARMS
+SFT_ARMS = QUALITY_SFT_ARMS
+ALL_ARMS = ALL_QUALITY_ARMS
 # 97.5th percentile of the standard normal: a two-sided 95% interval.
 Z95 = 1.959963984540054
 # A schema-valid answer whose mean field agreement with the teacher is below this is counted
@@ -483,17 +484,6 @@ def plot_quality(quality: dict, out: str | Path) -> None:
 
 
 # The whole benchmark ---------------------------------------------------------------------
-
-
-def quality_files(task: str, results: str = "results") -> dict[str, str]:
-    """Where each job of the benchmark writes for one task."""
-    folder = f"{results}/quality/{task}"
-    return {
-        "heldout": f"{folder}/heldout.jsonl",
-        "unseen_inputs": f"{folder}/unseen_inputs.jsonl",
-        "teacher": f"{folder}/teacher.jsonl",
-        **{arm: f"{folder}/answers/{arm}.json" for arm in ALL_ARMS},
-    }
 
 
 def build_quality(

@@ -16,18 +16,21 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .convert import base_gguf_path, lora_gguf_path, merged_gguf_path
 from .decoding import describe_task_decodings
 from .evaluate import tuned_model
+from .layout import (
+    BASE_STAGES,
+    base_gguf_path,
+    eval_json,
+    evaluation_arms,
+    lora_gguf_path,
+    merged_gguf_path,
+    task_stages,
+)
 
 # The per-task and shared stages whose benchmark files the report reads, in pipeline order. A
 # stage's rule, log and benchmark file share its name. Which of them ran depends on gguf.deploy
 # and preference.enabled.
-TASK_STAGES = ("teach", "train", "prefer_pairs", "prefer", "merge", "convert", "convert_adapter", "evaluate")
-MERGED_STAGES = ("merge", "convert")
-ADAPTER_STAGES = ("convert_adapter",)
-PREFER_STAGES = ("prefer_pairs", "prefer")
-BASE_STAGES = ("base", "quantize", "base_gguf")
 
 TABLE_COLUMNS = (
     "task",
@@ -45,29 +48,13 @@ class ReportError(ValueError):
     """A result file the report needs is missing or unreadable; the message names it."""
 
 
-def task_stages(deploy: str = "merged", preference: bool = False) -> tuple[str, ...]:
-    """The task stages that run for what gguf.deploy ships (merged, adapter or both), with the
-    prefer stage or without."""
-    skipped = (ADAPTER_STAGES if deploy == "merged" else ()) + (MERGED_STAGES if deploy == "adapter" else ())
-    skipped += () if preference else PREFER_STAGES
-    return tuple(stage for stage in TASK_STAGES if stage not in skipped)
-
-
-def evaluation_arms(deploy: str = "merged", preference: bool = False) -> tuple[str, ...]:
-    """The models the evaluation answers with (and the report expects in eval.json): the base,
-    each deployment of the tuned model that gguf.deploy ships, and SFT alone when the prefer stage
-    is on (`tuned` is then SFT + preference)."""
-    arms = ("base",) + (("tuned",) if deploy != "adapter" else ()) + (("tuned_adapter",) if deploy != "merged" else ())
-    return arms + (("sft",) if preference else ())
-
-
 def task_files(
     task: str, results: str = "results", deploy: str = "merged", gguf_type: str = "Q8_0", preference: bool = False
 ) -> dict[str, str]:
     """Every file the report reads for one task (also the report rule's inputs): the deployed
     GGUFs are read for their size on disk."""
     files = {
-        "evaluation": f"{results}/{task}/eval.json",
+        "evaluation": eval_json(task, results),
         "metrics": f"{results}/{task}/train_metrics.json",
         "history": f"{results}/{task}/train_log.csv",
         "sft_stats": f"{results}/{task}/sft/stats.json",

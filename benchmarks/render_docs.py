@@ -1,0 +1,141 @@
+"""The figures the README and docs/quality.md show, written from the results files they come from
+(benchmarks/results/default_build.json and test_suite.json), so that no figure is typed by hand:
+
+    .venv/bin/python benchmarks/render_docs.py           # rewrite every generated block (make docs)
+    .venv/bin/python benchmarks/render_docs.py --check   # exit 1, naming each block that is stale
+
+A generated block sits between `<!-- figures:NAME ... -->` and `<!-- /figures:NAME -->`; the text
+outside the markers is the docs' own. tests/test_render_docs.py runs --check: a results file
+updated without `make docs`, or a figure edited by hand, fails the suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+TASKS = ("judge", "planner", "seeder", "analyst", "reflector")
+ARM_NAMES = {"base": "base", "base_grammar": "base + grammar", "tuned": "tuned", "tuned_grammar": "tuned + grammar"}
+
+
+def minutes(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
+
+
+def provenance(record: dict) -> str:
+    """Date, runner kind, matmul figures and commit: what every shown figure comes with."""
+    matmul = f"bf16 matmul {record['bf16_matmul_gflops_2048']:.0f} GFLOP/s"
+    if "fp32_matmul_gflops_2048" in record:
+        matmul += f", fp32 {record['fp32_matmul_gflops_2048']:.0f}"
+    return f"{record['date']}, {record['cpus']}-core {record['runner']}, {matmul}, commit {record['commit']}"
+
+
+def commands_block(build: dict, suite: dict) -> list[str]:
+    return [
+        f"Measured {provenance(build)}: `make all` builds {build['all']['jobs']} jobs in "
+        f"**{minutes(build['all']['wall_s'])}** after setup. Setup from {suite['setup_from']} took "
+        f"{minutes(suite['setup_s'])}, and `make test` {minutes(suite['test_s'])} ({suite['tests']} tests; "
+        f"{provenance(suite)}). Runner kinds differ by 2× and more: [docs/performance.md](docs/performance.md).",
+    ]
+
+
+def compliance(figures: dict, arm: str) -> tuple[int, int]:
+    rows = [figures["tasks"][task][arm] for task in TASKS]
+    return sum(row["compliant"] for row in rows), sum(row["n"] for row in rows)
+
+
+def per_task(figures: dict, arm: str) -> str:
+    rows = {task: figures["tasks"][task][arm] for task in TASKS}
+    return ", ".join(f"{task} {row['compliant']}/{row['n']}" for task, row in rows.items())
+
+
+def percent(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.0f}%"
+
+
+def quality_block(build: dict) -> list[str]:
+    figures = build["quality"]["figures"]
+    n = figures["tasks"][TASKS[0]]["tuned"]["n"]
+    lines = [
+        f"The default demo, {n} held-out inputs a task ({provenance(build)}), answers that are one "
+        f"schema-valid JSON object: tuned, served without a grammar: {per_task(figures, 'tuned')} "
+        f"(**{'{} of {}'.format(*compliance(figures, 'tuned'))}**); tuned with the schema as a grammar "
+        f"(Ollama's `format`): **{'{} of {}'.format(*compliance(figures, 'tuned_grammar'))}**; the base "
+        f"model prompted alone: {'{} of {}'.format(*compliance(figures, 'base'))}.",
+    ]
+    agreement = ", ".join(f"{task} {percent(figures['tasks'][task]['tuned']['field_agreement'])}" for task in TASKS)
+    teacher = "the 135M teacher, not correctness" if figures["teacher_is_base"] else "the teacher"
+    lines.append(f"Field agreement with the teacher's answers (tuned): {agreement}; it measures fidelity to {teacher}.")
+    return lines
+
+
+def quality_table_block(build: dict) -> list[str]:
+    figures = build["quality"]["figures"]
+    arms = [arm for arm in ARM_NAMES if arm in figures["arms"]]
+    lines = [f"Measured {provenance(build)}, after the default build, by `benchmarks/default_build.py`.", ""]
+    lines.append("| task | " + " | ".join(f"{ARM_NAMES[arm]}: compliant (95% CI), agreement" for arm in arms) + " |")
+    lines.append("|---" * (len(arms) + 1) + "|")
+    for task in TASKS:
+        cells = []
+        for arm in arms:
+            row = figures["tasks"][task][arm]
+            low, high = (round(100 * bound) for bound in row["ci95"])
+            cells.append(f"{row['compliant']}/{row['n']} ({low}–{high}%), {percent(row['field_agreement'])}")
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    totals = ["{} of {}".format(*compliance(figures, arm)) for arm in arms]
+    lines.append("| all five | " + " | ".join(totals) + " |")
+    return lines
+
+
+def blocks() -> dict[Path, dict[str, list[str]]]:
+    """Each generated file, and its blocks' text, from the results files."""
+    build = json.loads((RESULTS / "default_build.json").read_text(encoding="utf-8"))
+    suite = json.loads((RESULTS / "test_suite.json").read_text(encoding="utf-8"))
+    return {
+        ROOT / "README.md": {"commands": commands_block(build, suite), "quality": quality_block(build)},
+        ROOT / "docs" / "quality.md": {"quality-table": quality_table_block(build)},
+    }
+
+
+def rendered(text: str, name: str, body: list[str], path: Path) -> str:
+    """`text` with block `name` holding `body`; its markers must be there, once."""
+    marker = re.escape(name)
+    pattern = re.compile(rf"(<!-- figures:{marker}\b[^>]*-->\n)(.*?)(<!-- /figures:{marker} -->)", re.S)
+    if len(pattern.findall(text)) != 1:
+        raise SystemExit(f"{path}: needs one '<!-- figures:{name} ... -->' ... '<!-- /figures:{name} -->' pair")
+    return pattern.sub(lambda match: match.group(1) + "".join(line + "\n" for line in body) + match.group(3), text)
+
+
+def render_all(check: bool) -> list[str]:
+    """Rewrite (or, with `check`, only compare) every generated file; the stale blocks' names."""
+    stale = []
+    for path, named in blocks().items():
+        text = path.read_text(encoding="utf-8")
+        new = text
+        for name, body in named.items():
+            new = rendered(new, name, body, path)
+            if rendered(text, name, body, path) != text:
+                stale.append(f"{path.relative_to(ROOT)}: figures:{name}")
+        if not check and new != text:
+            path.write_text(new, encoding="utf-8")
+    return stale
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a block is stale")
+    args = parser.parse_args(argv)
+    stale = render_all(args.check)
+    if args.check and stale:
+        sys.exit("stale generated figures (run `make docs`):\n" + "\n".join(stale))
+    print("\n".join(f"{'stale' if args.check else 'written'}: {block}" for block in stale) or "up to date")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""benchmarks/render_docs.py: every figure the README and docs/quality.md show is written from
+benchmarks/results/, and a figure that disagrees with its results file fails here."""
+
+import copy
+import importlib.util
+import json
+import re
+
+import pytest
+from conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("render_docs", ROOT / "benchmarks" / "render_docs.py")
+render_docs = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(render_docs)
+
+
+def build_record() -> dict:
+    return json.loads((ROOT / "benchmarks" / "results" / "default_build.json").read_text(encoding="utf-8"))
+
+
+def test_committed_docs_match_their_results_files():
+    assert render_docs.render_all(check=True) == []
+
+
+def test_every_results_file_shown_names_its_date_commit_runner_and_matmul_figure():
+    for name in ("default_build.json", "test_suite.json"):
+        record = json.loads((ROOT / "benchmarks" / "results" / name).read_text(encoding="utf-8"))
+        assert {"date", "commit", "runner", "cpus", "bf16_matmul_gflops_2048"} <= set(record), name
+        assert render_docs.provenance(record).count(record["commit"]) == 1
+
+
+def test_a_changed_figure_changes_the_rendered_block():
+    record = build_record()
+    changed = copy.deepcopy(record)
+    changed["quality"]["figures"]["tasks"]["judge"]["tuned"]["compliant"] -= 1
+    assert render_docs.quality_block(changed) != render_docs.quality_block(record)
+    total, n = render_docs.compliance(changed["quality"]["figures"], "tuned")
+    assert f"**{total} of {n}**" in render_docs.quality_block(changed)[0]
+
+
+def test_a_hand_edit_inside_a_block_is_found_stale(tmp_path):
+    text = "intro\n<!-- figures:quality (generated) -->\nold figure\n<!-- /figures:quality -->\noutro\n"
+    body = ["new figure"]
+    new = render_docs.rendered(text, "quality", body, tmp_path / "README.md")
+    assert new == "intro\n<!-- figures:quality (generated) -->\nnew figure\n<!-- /figures:quality -->\noutro\n"
+    assert render_docs.rendered(new, "quality", body, tmp_path / "README.md") == new
+
+
+def test_a_missing_marker_is_an_error_naming_the_file_and_block(tmp_path):
+    with pytest.raises(SystemExit, match=r"README.md: needs one '<!-- figures:quality"):
+        render_docs.rendered("no markers here\n", "quality", ["x"], tmp_path / "README.md")
+
+
+def test_the_readme_stays_a_users_guide():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 250
+    assert not re.search(r"issue [0-9]", readme), "the README speaks of the product, not its tracker"
+    assert readme.startswith("# vault-distill\n\n```bash\nmake all")
