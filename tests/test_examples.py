@@ -68,8 +68,9 @@ def test_recipe_dry_runs_all_five_tasks(example, tmp_path, tiny_model_dir):
         overrides.append(f"vault={obsidian_vault(tmp_path / 'Obsidian')}")
     if example.stem == "student-gpu":
         overrides.append(f"base_model={tiny_model_dir}")
+    # As the README runs it: the Snakefile loads config/config.yaml, the recipe is laid over it.
     # The target first: --configfile and --config take every word after them.
-    args = ["-n", "all", "--configfile", str(workdir / "config" / "config.yaml"), str(example)]
+    args = ["-n", "all", "--configfile", str(example)]
     done = snakemake(workdir, *args, *(["--config", *overrides] if overrides else []))
     plan = done.stdout
     for task in ("judge", "planner", "seeder", "analyst", "reflector"):

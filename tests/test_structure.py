@@ -24,17 +24,26 @@ SHARED_SCRIPTS = {
 MAX_FUNCTION_LINES = 60
 
 
+# A rule, or one made from another by `use rule PARENT as NAME with:` (its own sections first).
+RULE_START = re.compile(r"^(?:rule (\w+):|use rule (\w+) as (\w+) with:)", re.M)
+
+
 def rules():
-    """(rules file stem, rule name, rule body) for every rule that runs a job."""
+    """(rules file stem, rule name, rule body) for every rule that runs a job. A rule made with
+    `use rule` gets its own sections, then its parent's, which it keeps where it sets none."""
     found = []
     for path in sorted(RULES.glob("*.smk")):
         if path.name in (TARGETS_FILE, "common.smk"):
             continue
         text = path.read_text(encoding="utf-8")
-        starts = [(m.start(), m.group(1)) for m in re.finditer(r"^rule (\w+):", text, re.M)]
-        for index, (start, name) in enumerate(starts):
-            end = starts[index + 1][0] if index + 1 < len(starts) else len(text)
-            found.append((path.stem, name, text[start:end]))
+        starts = list(RULE_START.finditer(text))
+        bodies = {}
+        for index, match in enumerate(starts):
+            end = starts[index + 1].start() if index + 1 < len(starts) else len(text)
+            name = match.group(1) or match.group(3)
+            body = text[match.start() : end]
+            bodies[name] = body if match.group(1) else body + "\n" + bodies[match.group(2)]
+            found.append((path.stem, name, bodies[name]))
     return found
 
 

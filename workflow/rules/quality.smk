@@ -58,6 +58,8 @@ rule quality_teach:
         "../scripts/teach.py"
 
 
+# One rule pattern answers every arm with llama.cpp (quality_answers.py): the base GGUF here; the
+# rules below reuse it for the merged tuned GGUF and the LoRA GGUFs, changing only what they read.
 rule quality_base:
     input:
         gguf=BASE_GGUF,
@@ -84,7 +86,7 @@ rule quality_base:
         "../scripts/quality_answers.py"
 
 
-rule quality_tuned:
+use rule quality_base as quality_tuned with:
     input:
         gguf=MERGED_GGUF,
         heldout="results/quality/{task}/heldout.jsonl",
@@ -95,23 +97,14 @@ rule quality_tuned:
         "results/logs/{task}/quality_tuned.log",
     benchmark:
         "results/benchmarks/{task}/quality_tuned.tsv"
-    conda:
-        "../../envs/vault-distill.yaml"
-    threads: 2
-    resources:
-        mem_mb=8000,
-        runtime=120,
-        gpu=0,
     params:
         arms=list(TUNED_ARMS),
         decoding=task_decoding,
         n_ctx=evaluation_n_ctx,
-    script:
-        "../scripts/quality_answers.py"
 
 
 # gguf.deploy adapter or both: the task's LoRA GGUF on the base GGUF, as `serve` answers.
-rule quality_tuned_adapter:
+use rule quality_base as quality_tuned_adapter with:
     input:
         gguf=BASE_GGUF,
         lora=LORA_GGUF,
@@ -123,19 +116,10 @@ rule quality_tuned_adapter:
         "results/logs/{task}/quality_tuned_adapter.log",
     benchmark:
         "results/benchmarks/{task}/quality_tuned_adapter.tsv"
-    conda:
-        "../../envs/vault-distill.yaml"
-    threads: 2
-    resources:
-        mem_mb=8000,
-        runtime=120,
-        gpu=0,
     params:
         arms=list(ADAPTER_ARMS),
         decoding=task_decoding,
         n_ctx=evaluation_n_ctx,
-    script:
-        "../scripts/quality_answers.py"
 
 
 rule quality:
@@ -175,7 +159,7 @@ rule quality:
 
 # preference.enabled: the SFT adapter before DPO (the LoRA GGUF the prefer_pairs job made), beside
 # `tuned`, which is then SFT + preference.
-rule quality_sft:
+use rule quality_base as quality_sft with:
     input:
         gguf=BASE_GGUF,
         lora=SFT_LORA_GGUF,
@@ -187,16 +171,7 @@ rule quality_sft:
         "results/logs/{task}/quality_sft.log",
     benchmark:
         "results/benchmarks/{task}/quality_sft.tsv"
-    conda:
-        "../../envs/vault-distill.yaml"
-    threads: 2
-    resources:
-        mem_mb=8000,
-        runtime=120,
-        gpu=0,
     params:
         arms=list(SFT_ARMS),
         decoding=task_decoding,
         n_ctx=evaluation_n_ctx,
-    script:
-        "../scripts/quality_answers.py"
