@@ -5,7 +5,6 @@ compared with another taken at the same sitting, and printed with these figures.
 from __future__ import annotations
 
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 
-from vault_distill.hardware import resolve_dtype  # noqa: E402
+from vault_distill.hardware import cpu_model, resolve_dtype  # noqa: E402
 
 
 def matmul_flops(device: str, dtype, size: int, repeats: int, warmups: int = 2) -> float:
@@ -54,16 +53,6 @@ def cpu_flags() -> set[str]:
         if line.startswith("flags"):
             return set(line.partition(":")[2].split())
     return set()
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def runner_kind(flags: set[str] | None = None, model: str | None = None) -> str:

@@ -19,7 +19,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-TASKS = ("judge", "planner", "seeder", "analyst", "reflector")
 ARM_NAMES = {"base": "base", "base_grammar": "base + grammar", "tuned": "tuned", "tuned_grammar": "tuned + grammar"}
 
 
@@ -46,13 +45,17 @@ def commands_block(build: dict, suite: dict) -> list[str]:
 
 
 def compliance(figures: dict, arm: str) -> tuple[int, int]:
-    rows = [figures["tasks"][task][arm] for task in TASKS]
+    rows = [arms[arm] for arms in figures["tasks"].values()]
     return sum(row["compliant"] for row in rows), sum(row["n"] for row in rows)
 
 
+def total(figures: dict, arm: str) -> str:
+    """'151 of 200': an arm's compliant answers over all tasks."""
+    return "{} of {}".format(*compliance(figures, arm))
+
+
 def per_task(figures: dict, arm: str) -> str:
-    rows = {task: figures["tasks"][task][arm] for task in TASKS}
-    return ", ".join(f"{task} {row['compliant']}/{row['n']}" for task, row in rows.items())
+    return ", ".join(f"{task} {arms[arm]['compliant']}/{arms[arm]['n']}" for task, arms in figures["tasks"].items())
 
 
 def percent(value: float | None) -> str:
@@ -61,15 +64,17 @@ def percent(value: float | None) -> str:
 
 def quality_block(build: dict) -> list[str]:
     figures = build["quality"]["figures"]
-    n = figures["tasks"][TASKS[0]]["tuned"]["n"]
+    n = next(iter(figures["tasks"].values()))["tuned"]["n"]
     lines = [
         f"The default demo, {n} held-out inputs a task ({provenance(build)}), answers that are one "
         f"schema-valid JSON object: tuned, served without a grammar: {per_task(figures, 'tuned')} "
-        f"(**{'{} of {}'.format(*compliance(figures, 'tuned'))}**); tuned with the schema as a grammar "
-        f"(Ollama's `format`): **{'{} of {}'.format(*compliance(figures, 'tuned_grammar'))}**; the base "
-        f"model prompted alone: {'{} of {}'.format(*compliance(figures, 'base'))}.",
+        f"(**{total(figures, 'tuned')}**); tuned with the schema as a grammar "
+        f"(Ollama's `format`): **{total(figures, 'tuned_grammar')}**; the base "
+        f"model prompted alone: {total(figures, 'base')}.",
     ]
-    agreement = ", ".join(f"{task} {percent(figures['tasks'][task]['tuned']['field_agreement'])}" for task in TASKS)
+    agreement = ", ".join(
+        f"{task} {percent(arms['tuned']['field_agreement'])}" for task, arms in figures["tasks"].items()
+    )
     teacher = "the 135M teacher, not correctness" if figures["teacher_is_base"] else "the teacher"
     lines.append(f"Field agreement with the teacher's answers (tuned): {agreement}; it measures fidelity to {teacher}.")
     return lines
@@ -81,14 +86,14 @@ def quality_table_block(build: dict) -> list[str]:
     lines = [f"Measured {provenance(build)}, after the default build, by `benchmarks/default_build.py`.", ""]
     lines.append("| task | " + " | ".join(f"{ARM_NAMES[arm]}: compliant (95% CI), agreement" for arm in arms) + " |")
     lines.append("|---" * (len(arms) + 1) + "|")
-    for task in TASKS:
+    for task, task_arms in figures["tasks"].items():
         cells = []
         for arm in arms:
-            row = figures["tasks"][task][arm]
+            row = task_arms[arm]
             low, high = (round(100 * bound) for bound in row["ci95"])
             cells.append(f"{row['compliant']}/{row['n']} ({low}–{high}%), {percent(row['field_agreement'])}")
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
-    totals = ["{} of {}".format(*compliance(figures, arm)) for arm in arms]
+    totals = [total(figures, arm) for arm in arms]
     lines.append("| all five | " + " | ".join(totals) + " |")
     return lines
 
@@ -119,9 +124,10 @@ def render_all(check: bool) -> list[str]:
         text = path.read_text(encoding="utf-8")
         new = text
         for name, body in named.items():
-            new = rendered(new, name, body, path)
-            if rendered(text, name, body, path) != text:
+            updated = rendered(new, name, body, path)
+            if updated != new:
                 stale.append(f"{path.relative_to(ROOT)}: figures:{name}")
+            new = updated
         if not check and new != text:
             path.write_text(new, encoding="utf-8")
     return stale

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import multiprocessing
 import os
 import shutil
@@ -160,6 +161,14 @@ def command_teacher_settings(
         "reject_defects": list(reject_defects),
         "cache_dir": str(cache_dir),
     }
+
+
+def load_benchmark(name: str):
+    """benchmarks/<name>.py as a module, for tests of its pure functions (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def write_note(vault: Path, rel: str, text: str | bytes) -> Path:

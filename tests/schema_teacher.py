@@ -20,7 +20,7 @@ import re
 import sys
 import time
 
-# teach.SCHEMA_INSTRUCTION's last words before the schema (tests/test_schema_teacher.py checks it).
+# teach_backends.SCHEMA_INSTRUCTION's last words before the schema (tests/test_schema_teacher.py checks it).
 SCHEMA_MARK = "validates against this JSON Schema, and nothing else:\n"
 WORD = re.compile(r"[A-Za-z][A-Za-z0-9'-]+")
 # Words per generated string: enough to read as a phrase, short enough for every maxLength here.

@@ -2,23 +2,10 @@
 names, the job and test counts read from Snakemake's and pytest's output, and what default_build
 keeps of quality.json."""
 
-import importlib.util
-import sys
-
 import pytest
-from conftest import ROOT
+from conftest import load_benchmark
 
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-machine, default_build, suite_time = load("machine"), load("default_build"), load("suite_time")
+machine, default_build, suite_time = (load_benchmark(name) for name in ("machine", "default_build", "suite_time"))
 
 
 @pytest.mark.parametrize(

@@ -2,16 +2,13 @@
 benchmarks/results/, and a figure that disagrees with its results file fails here."""
 
 import copy
-import importlib.util
 import json
 import re
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, load_benchmark
 
-spec = importlib.util.spec_from_file_location("render_docs", ROOT / "benchmarks" / "render_docs.py")
-render_docs = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(render_docs)
+render_docs = load_benchmark("render_docs")
 
 
 def build_record() -> dict:

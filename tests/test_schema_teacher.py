@@ -14,7 +14,7 @@ from schema_teacher import SCHEMA_MARK, WORD, answer
 
 from vault_distill.extract import extract_task_inputs
 from vault_distill.failure_modes import LOOP, REPEATED_ITEMS, content_defects
-from vault_distill.teach import SCHEMA_INSTRUCTION, CommandBackend
+from vault_distill.teach_backends import SCHEMA_INSTRUCTION, CommandBackend
 
 TEACHER = [sys.executable, str(ROOT / "tests" / "schema_teacher.py")]
 TASKS = default_config()["tasks"]

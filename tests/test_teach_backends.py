@@ -30,7 +30,8 @@ from servers.llama_server import LlamaServer, free_port
 
 from vault_distill.cache import ResponseCache
 from vault_distill.models import resolve_gguf
-from vault_distill.teach import TeacherError, TransientError, run_teacher
+from vault_distill.teach import run_teacher
+from vault_distill.teach_backends import TeacherError, TransientError
 
 pytestmark = pytest.mark.slow
 
@@ -468,7 +469,7 @@ def cats(backend) -> int:
 def test_the_teachers_penalties_reach_the_model(llama_server, cache_dir, backend):
     """Penalised, the model cannot keep writing one word: the setting is really sent (through the
     OpenAI SDK to llama.cpp's server, or into llama.cpp in-process)."""
-    from vault_distill.teach import BACKENDS
+    from vault_distill.teach_backends import BACKENDS
 
     common = {"response_format": "none", "max_tokens": 48, "cache_dir": str(cache_dir)}
     if backend == "openai":

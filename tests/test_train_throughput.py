@@ -3,17 +3,14 @@ weights a token really multiplies. The full benchmark run is in test_model_stage
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import load_benchmark
 from safetensors.torch import save_file
 
-spec = importlib.util.spec_from_file_location("train_throughput", ROOT / "benchmarks" / "train_throughput.py")
-train_throughput = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(train_throughput)
+train_throughput = load_benchmark("train_throughput")
 
 
 def tiny_checkpoint(path, tied: bool):

@@ -26,25 +26,15 @@ from tqdm import tqdm
 from .cache import ResponseCache, cache_key
 from .config import keys_with_role
 from .failure_modes import COPIED_PROMPT, ENUM_AS_LIST, LOOP, REPEATED_ITEMS, content_defects, normalized_item
-
-log = logging.getLogger(__name__)
-
-from .teach_backends import (  # noqa: E402,F401 (teach's own API: the stage names its backends)
+from .teach_backends import (
     BACKENDS,
     PENALTIES,
-    RETRY_TEMPERATURE,
-    SCHEMA_INSTRUCTION,
-    AnthropicBackend,
     Backend,
-    CommandBackend,
-    LlamaCppBackend,
-    OpenAIBackend,
     SchemaFailure,
-    TeacherError,
     TransientError,
-    penalties,
-    warn_unused_penalty,
 )
+
+log = logging.getLogger(__name__)
 
 
 def parse_answer(text: str) -> dict:
@@ -95,9 +85,9 @@ DEFECTS = {
     "copied_prompt": COPIED_PROMPT,
     "enum_as_list": ENUM_AS_LIST,
 }
-# Settings added after caches were written: at these values they are left out of the cache key,
+# The penalties were added after caches were written: off (0), they are left out of the cache key,
 # so that every answer cached before they existed is still found (and never paid for again).
-IDENTITY_WHEN_ADDED = {"presence_penalty": 0.0, "frequency_penalty": 0.0}
+IDENTITY_WHEN_ADDED = dict.fromkeys(PENALTIES, 0.0)
 
 
 def generation_identity(settings: dict) -> dict:
