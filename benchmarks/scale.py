@@ -158,7 +158,8 @@ def stage_merge(work: Path) -> dict:
 
 
 def stage_convert(work: Path) -> dict:
-    from vault_distill.convert import check_as_dict, check_base_gguf, convert_and_check
+    from vault_distill.convert import convert_and_check
+    from vault_distill.gguf_check import check_as_dict, check_base_gguf
 
     check = convert_and_check(
         work / "merged", work / "model.Q8_0.gguf", "q8_0", work / "gguf_check.json", work / "convert.log",

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from machine import bf16_matmul_flops  # noqa: E402
 from train_throughput import load_config  # noqa: E402
 
-from vault_distill.convert import base_gguf_path, gguf_suffix, lora_gguf_path, merged_gguf_path  # noqa: E402
+from vault_distill.layout import base_gguf_path, gguf_suffix, lora_gguf_path, merged_gguf_path  # noqa: E402
 from vault_distill.runtime import read_jsonl  # noqa: E402
 from vault_distill.serve import free_port, request_sampling, wait_for_server  # noqa: E402
 

@@ -243,7 +243,7 @@ def test_merged_model_answers_differently_from_the_base(built, merged):
 def test_gguf_check_fails_on_a_different_chat_template(built, merged, tmp_path):
     import shutil
 
-    from vault_distill.convert import GgufCheckFailed, check_gguf
+    from vault_distill.gguf_check import GgufCheckFailed, check_gguf
 
     workdir, _ = built
     altered = tmp_path / "altered"
@@ -259,7 +259,7 @@ def test_gguf_check_fails_on_a_different_chat_template(built, merged, tmp_path):
 def test_gguf_check_in_bf16_still_fails_on_a_model_that_differs(built):
     """The check's HF side runs in bf16 (2 bytes a weight, not fp32's 4). It still tells the tuned
     GGUF from the base model it was trained from: logits or greedy tokens differ beyond rounding."""
-    from vault_distill.convert import GgufCheckFailed, check_gguf
+    from vault_distill.gguf_check import GgufCheckFailed, check_gguf
 
     workdir, _ = built
     prompt = json.loads((workdir / f"results/{TASK}/sft/val.jsonl").read_text().splitlines()[0])["prompt"]

@@ -104,7 +104,7 @@ def corrupt(gguf: Path) -> int:
 
 
 def test_a_corrupted_tuned_gguf_fails_its_check(real_build, tmp_path):
-    from vault_distill.convert import GgufCheckFailed, check_task_gguf
+    from vault_distill.gguf_check import GgufCheckFailed, check_task_gguf
 
     results = real_build / "results" / TASK
     broken = tmp_path / "broken.gguf"

@@ -9,8 +9,8 @@ rule base:
         "../../envs/vault-distill.yaml"
     threads: 2
     resources:
-        mem_mb=base_memory_mb,
-        runtime=base_runtime,
+        mem_mb=sizing.base_memory_mb,
+        runtime=sizing.base_runtime,
         gpu=0,
     params:
         base_model=config["base_model"],

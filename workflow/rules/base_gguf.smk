@@ -13,8 +13,8 @@ rule base_gguf:
         "../../envs/vault-distill.yaml"
     threads: 2
     resources:
-        mem_mb=model_memory_mb("base_gguf", "model"),
-        runtime=model_runtime("model", seconds_per_mb=0.2),
+        mem_mb=sizing.model_memory_mb("base_gguf", "model"),
+        runtime=sizing.model_runtime("model", seconds_per_mb=0.2),
         gpu=0,
     params:
         outtype=config["gguf"]["outtype"],

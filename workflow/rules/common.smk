@@ -1,6 +1,4 @@
 import functools
-import json
-import re
 import sys
 from pathlib import Path
 
@@ -36,28 +34,11 @@ from vault_distill.layout import (  # noqa: E402
     ships_merged,
     sft_lora_gguf_path,
 )
-from vault_distill.models import (  # noqa: E402
-    BUNDLED,
-    ModelNotFound,
-    bundled_gguf,
-    resolve_gguf,
-    tokenizer_fingerprint,
-)
-from vault_distill.quantize import bits_per_weight, method_settings  # noqa: E402
+from vault_distill.models import ModelNotFound, tokenizer_fingerprint  # noqa: E402
+from vault_distill.quantize import method_settings  # noqa: E402
 from vault_distill.quality import BASE_ARMS, TUNED_ARMS  # noqa: E402
 from vault_distill.report import base_files, task_files  # noqa: E402
-from vault_distill.resources import (  # noqa: E402
-    CLIENT_MB,
-    folder_mb,
-    memory_mb,
-    minutes,
-    stage_memory_mb,
-    source_model_mb,
-    teacher_seconds,
-    training_memory_mb,
-    training_seconds,
-    training_tokens,
-)
+from vault_distill.rule_resources import RuleResources  # noqa: E402
 from vault_distill.teach import generation_identity  # noqa: E402
 from vault_distill.extract import extract_task_inputs, too_few_inputs  # noqa: E402
 
@@ -109,6 +90,8 @@ TEACHER_GENERATION = generation_identity(config["teacher"])
 # Which answers are kept (teacher.reject_defects): a rerun trigger, never part of the cache key,
 # so that a changed check re-judges the cached answers instead of paying for them again.
 TEACHER_ACCEPTANCE = {key: config["teacher"][key] for key in keys_with_role("teacher", "accepts")}
+# What each job asks a scheduler for (Slurm: --mem, --time, --gpus): the rules' resources.
+sizing = RuleResources(config)
 
 
 # Input functions ----------------------------------------------------------------
@@ -284,111 +267,6 @@ def ollama_model_name(wildcards):
     return config["ollama"]["model_prefix"] + wildcards.task
 
 
-def gpu_count():
-    """Model stages ask the scheduler for a GPU unless the config pins them to the CPU.
-    Locally an undeclared resource is not limited, so a CPU-only machine still runs them."""
-    return 0 if config["training"]["device"] == "cpu" else 1
-
-
 def keep_or_temp(path):
     """The merged HF copy is a build intermediate unless gguf.keep_merged asks to keep it."""
     return path if config["gguf"]["keep_merged"] else temp(path)
-
-
-# Resources ----------------------------------------------------------------------
-# What each job asks a scheduler for (Slurm: --mem, --time, --gpus, --cpus-per-task), sized
-# from the config and from the model files a job reads; see vault_distill/resources.py.
-# Functions of `input` are <TBD> in a dry run until that input exists.
-
-
-def base_memory_mb(wildcards, attempt):
-    """Materializing the base holds the source and the bf16 copy it writes."""
-    return stage_memory_mb("base", source_model_size_mb(), attempt)
-
-
-def base_runtime(wildcards, attempt):
-    """Downloading (hub ids) and writing the bf16 copy, at 10 MB/s or better each."""
-    return minutes(source_model_size_mb() * 0.2, attempt)
-
-
-def source_model_size_mb():
-    spec = config["base_model"]
-    return source_model_mb(spec, bundled_gguf(spec, "base_model") if spec in BUNDLED else None)
-
-
-def model_memory_mb(stage, input_key):
-    """resources.stage_memory_mb for the bf16 model in the folder input[input_key]."""
-
-    def mem_mb(wildcards, input, attempt):
-        return stage_memory_mb(stage, folder_mb(input[input_key]), attempt)
-
-    return mem_mb
-
-
-def model_runtime(input_key, seconds_per_mb):
-    """A job whose work grows with the size of the model in the folder input[input_key]."""
-
-    def runtime(wildcards, input, attempt):
-        return minutes(folder_mb(input[input_key]) * seconds_per_mb, attempt)
-
-    return runtime
-
-
-def quantize_seconds_per_mb():
-    """Measured on CPU: 130 s (optimize) and 1 s (no optimize) for 257 MB; loading dominates."""
-    return 0.5 if config["quantization"]["optimize"] else 0.05
-
-
-def quantized_model_mb(input):
-    """The bf16 size of the model behind the 4-bit folder (an overestimate: embeddings stay bf16)."""
-    return folder_mb(input.quantized) * 16 / bits_per_weight(config["quantization"])
-
-
-def train_memory_mb(wildcards, input, attempt):
-    """resources.training_memory_mb for the model behind the 4-bit folder and the task's settings."""
-    model_mb = quantized_model_mb(input)  # first: <TBD> while the folder is not built
-    model_config = json.loads((Path(input.quantized) / "config.json").read_text(encoding="utf-8"))
-    return training_memory_mb(
-        model_mb, model_config, training_settings(config, wildcards.task), attempt
-    )
-
-
-def train_runtime(wildcards, input, attempt):
-    """Every step at full length, at the measured CPU speed scaled by model size (or a GPU's)."""
-    examples = sum(1 for line in Path(input.train).read_text(encoding="utf-8").splitlines() if line)
-    tokens = training_tokens(examples, training_settings(config, wildcards.task))
-    return minutes(training_seconds(quantized_model_mb(input), tokens, gpu_count() > 0), attempt)
-
-
-def prefer_runtime(wildcards, input, attempt):
-    """DPO as SFT-like steps: each pair runs chosen and rejected through the policy and, without
-    gradients, the reference (counted as a third sequence), each up to max_length + max_tokens."""
-    pairs = sum(1 for line in Path(input.pairs).read_text(encoding="utf-8").splitlines() if line)
-    preference, training = config["preference"], training_settings(config, wildcards.task)
-    settings = {
-        "epochs": preference["epochs"],
-        "batch_size": preference["batch_size"],
-        "grad_accum": 1,
-        "max_steps": None,
-        "max_length": training["max_length"]
-        + decoding_settings(config, wildcards.task)["max_tokens"],
-    }
-    tokens = 3 * training_tokens(pairs, settings)
-    return minutes(training_seconds(quantized_model_mb(input), tokens, gpu_count() > 0), attempt)
-
-
-def teacher_threads():
-    """Only the in-process llama.cpp teacher computes; the others wait on a server."""
-    return 2 if config["teacher"]["backend"] == "llama_cpp" else 1
-
-
-def teacher_memory_mb(wildcards, attempt):
-    teacher = config["teacher"]
-    if teacher["backend"] != "llama_cpp":
-        return CLIENT_MB * attempt
-    return memory_mb(folder_mb(resolve_gguf(teacher["model"], "teacher.model")), 1.5, attempt)
-
-
-def teacher_runtime(wildcards, attempt):
-    examples = config["tasks"][wildcards.task]["examples"]
-    return minutes(teacher_seconds(examples, config["teacher"]), attempt)

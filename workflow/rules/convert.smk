@@ -14,8 +14,8 @@ rule convert:
         "../../envs/vault-distill.yaml"
     threads: 2
     resources:
-        mem_mb=model_memory_mb("convert", "merged"),
-        runtime=model_runtime("merged", seconds_per_mb=0.2),
+        mem_mb=sizing.model_memory_mb("convert", "merged"),
+        runtime=sizing.model_runtime("merged", seconds_per_mb=0.2),
         gpu=0,
     params:
         outtype=config["gguf"]["outtype"],
@@ -45,8 +45,8 @@ rule convert_adapter:
         "../../envs/vault-distill.yaml"
     threads: 2
     resources:
-        mem_mb=model_memory_mb("convert", "base"),
-        runtime=model_runtime("base", seconds_per_mb=0.2),
+        mem_mb=sizing.model_memory_mb("convert", "base"),
+        runtime=sizing.model_runtime("base", seconds_per_mb=0.2),
         gpu=0,
     params:
         check_tokens=config["gguf"]["check_tokens"],

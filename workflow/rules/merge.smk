@@ -12,8 +12,8 @@ rule merge:
         "../../envs/vault-distill.yaml"
     threads: 2
     resources:
-        mem_mb=model_memory_mb("merge", "base"),
-        runtime=model_runtime("base", seconds_per_mb=0.1),
-        gpu=gpu_count(),
+        mem_mb=sizing.model_memory_mb("merge", "base"),
+        runtime=sizing.model_runtime("base", seconds_per_mb=0.1),
+        gpu=sizing.gpu_count(),
     script:
         "../scripts/merge.py"

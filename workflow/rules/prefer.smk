@@ -50,9 +50,9 @@ rule prefer:
         "../../envs/vault-distill.yaml"
     threads: 2
     resources:
-        mem_mb=train_memory_mb,
-        runtime=prefer_runtime,
-        gpu=gpu_count(),
+        mem_mb=sizing.train_memory_mb,
+        runtime=sizing.prefer_runtime,
+        gpu=sizing.gpu_count(),
     params:
         preference=PREFERENCE_TRAINING,
         training=task_training("seed", "device", "dtype"),

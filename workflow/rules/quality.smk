@@ -45,9 +45,9 @@ rule quality_teach:
         "results/benchmarks/{task}/quality_teach.tsv"
     conda:
         "../../envs/vault-distill.yaml"
-    threads: teacher_threads()
+    threads: sizing.teacher_threads()
     resources:
-        mem_mb=teacher_memory_mb,
+        mem_mb=sizing.teacher_memory_mb,
         runtime=120,
         gpu=0,
     params:

@@ -11,9 +11,9 @@ rule quantize:
         "../../envs/vault-distill.yaml"
     threads: 2
     resources:
-        mem_mb=model_memory_mb("quantize", 0),
-        runtime=model_runtime(0, quantize_seconds_per_mb()),
-        gpu=gpu_count(),
+        mem_mb=sizing.model_memory_mb("quantize", 0),
+        runtime=sizing.model_runtime(0, sizing.quantize_seconds_per_mb()),
+        gpu=sizing.gpu_count(),
     params:
         quantization=method_settings(config["quantization"]),
         device=config["training"]["device"],

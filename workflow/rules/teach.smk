@@ -18,10 +18,10 @@ rule teach:
         "results/benchmarks/{task}/teach.tsv"
     conda:
         "../../envs/vault-distill.yaml"
-    threads: teacher_threads()
+    threads: sizing.teacher_threads()
     resources:
-        mem_mb=teacher_memory_mb,
-        runtime=teacher_runtime,
+        mem_mb=sizing.teacher_memory_mb,
+        runtime=sizing.teacher_runtime,
         gpu=0,
     params:
         teacher=TEACHER_GENERATION,

@@ -16,9 +16,9 @@ rule train:
         "../../envs/vault-distill.yaml"
     threads: 2
     resources:
-        mem_mb=train_memory_mb,
-        runtime=train_runtime,
-        gpu=gpu_count(),
+        mem_mb=sizing.train_memory_mb,
+        runtime=sizing.train_runtime,
+        gpu=sizing.gpu_count(),
     params:
         training=task_training(*TRAINING_KEYS),
     script:

@@ -1,7 +1,8 @@
 """Snakemake entry point: the base model -> GGUF of the same type as the tuned ones, checked,
 so that evaluation compares base and tuned models served the same way."""
 
-from vault_distill.convert import check_base_gguf, convert_and_check
+from vault_distill.convert import convert_and_check
+from vault_distill.gguf_check import check_base_gguf
 from vault_distill.hardware import set_threads
 from vault_distill.runtime import setup_logging
 

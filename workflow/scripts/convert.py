@@ -1,6 +1,7 @@
 """Snakemake entry point: merged model -> GGUF via llama.cpp's converter, then checked."""
 
-from vault_distill.convert import check_task_gguf, convert_and_check
+from vault_distill.convert import convert_and_check
+from vault_distill.gguf_check import check_task_gguf
 from vault_distill.hardware import set_threads
 from vault_distill.runtime import read_jsonl, setup_logging
 

@@ -3,7 +3,8 @@ then checked as strictly as the merged GGUF: base GGUF + LoRA against base + ada
 
 from pathlib import Path
 
-from vault_distill.convert import check_task_lora, convert_adapter_to_gguf, record_check
+from vault_distill.convert import convert_adapter_to_gguf, record_check
+from vault_distill.gguf_check import check_task_lora
 from vault_distill.hardware import set_threads
 from vault_distill.runtime import read_jsonl, setup_logging
 
