@@ -42,3 +42,22 @@ def test_passed_count_reads_pytests_summary():
     assert suite_time.passed_count("...\n== 731 passed, 2 skipped in 1672.10s ==\n") == 731
     with pytest.raises(SystemExit):
         suite_time.passed_count("no summary")
+
+
+def test_the_scale_vault_has_duplicate_names_dangling_links_windows_notes_and_daily_notes(tmp_path):
+    from vault_distill.extract import extract_task_inputs
+    from vault_distill.vault import LinkIndex, read_note, wiki_links
+
+    vault_scale = load_benchmark("vault_scale")
+    paths = vault_scale.generate_vault(tmp_path, 400, seed=1)
+    stems = [path.rsplit("/", 1)[1] for path in paths]
+    assert len(paths) == len(set(paths)) and len(set(stems)) < len(stems)  # duplicate names
+    assert sum(path.startswith("daily/") for path in paths) == 40
+    raw = [(tmp_path / path).read_bytes() for path in paths]
+    assert any(data.startswith(b"\xef\xbb\xbf") and b"\r\n" in data for data in raw)
+    index = LinkIndex(paths)
+    links = [(path, link) for path in paths for link in wiki_links(read_note(tmp_path, path).body)]
+    assert any(index.resolve(link, path).target is None for path, link in links)
+    assert any(index.resolve(link, path).ambiguous for path, link in links)
+    seeder = extract_task_inputs(tmp_path, "H", {"folders": ["topics", "tech"], "group": "linked"})
+    assert seeder.stats()["ambiguous_links"] > 0 and seeder.stats()["repaired"]["line endings"] > 0

@@ -135,27 +135,3 @@ def test_samples_show_both_models_and_survive_backticks_in_answers():
 def test_reference_answer_drops_the_end_of_turn_token():
     assert reference_answer(VALID + "<|im_end|>") == VALID
     assert reference_answer("no json") == "no json"
-
-
-def test_grammar_schema_spells_small_bounded_integers_as_enums_only():
-    from vault_distill.evaluate import grammar_schema
-
-    planner = json.loads((ROOT / "resources/schemas/planner.schema.json").read_text(encoding="utf-8"))
-    mended = grammar_schema(planner)
-    assert mended["properties"]["horizon_weeks"] == {"enum": list(range(1, 53))}
-    assert mended["properties"]["next_actions"] == planner["properties"]["next_actions"]
-    wide = {"type": "integer", "minimum": 0, "maximum": 10**6}
-    assert grammar_schema(wide) == wide
-    assert grammar_schema({"type": "integer", "minimum": 1}) == {"type": "integer", "minimum": 1}
-
-
-def test_schema_grammar_bounds_integers_and_refuses_raw_control_characters():
-    from llama_cpp import LlamaGrammar
-
-    from vault_distill.evaluate import LLAMA_CPP_CHAR_RULE, schema_grammar
-
-    gbnf = schema_grammar(SCHEMA)
-    rules = dict(line.split(" ::= ", 1) for line in gbnf.splitlines() if " ::= " in line)
-    assert rules["score"] == '"1" | "2" | "3" | "4" | "5"'
-    assert rules["char"].startswith(LLAMA_CPP_CHAR_RULE.split(" ::= ", 1)[1])
-    LlamaGrammar.from_string(gbnf, verbose=False)  # llama.cpp's own parser accepts it

@@ -2,7 +2,7 @@
 
 from conftest import ROOT, write_note
 
-from vault_distill.extract import content_id, cut_middle, extract_task_inputs, too_few_inputs
+from vault_distill.extract import ambiguous_link_lines, content_id, cut_middle, extract_task_inputs, too_few_inputs
 from vault_distill.split import TRUNCATION_MARKER
 
 
@@ -80,6 +80,9 @@ def test_sample_vault_gives_every_default_task_30_inputs_and_names_bad_notes():
         result = extract_task_inputs(vault, settings["header"], settings["select"])
         assert len(result.records) >= 30, task
         assert len({rec["id"] for rec in result.records}) == len(result.records)
+        # Each task reads at least one of the notes saved on Windows (.gitattributes): none of its \r is kept.
+        assert result.stats()["repaired"].get("line endings", 0) >= 1, task
+        assert not any("\r" in rec["user"] for rec in result.records), task
     inbox = extract_task_inputs(vault, "H", {"folders": ["inbox"]})
     assert inbox.skipped == {
         "inbox/untitled.md": "empty",
@@ -139,3 +142,46 @@ def test_window_task_with_too_few_days_says_what_it_found_and_needs(vault):
         "none of the 2 notes found has a date (front matter `date:` or YYYY-MM-DD in the name); "
         "window_days: 7 needs dated notes"
     )
+
+
+def crlf(text: str) -> bytes:
+    return b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode("utf-8")
+
+
+def test_a_vault_saved_on_windows_gives_the_inputs_of_its_lf_twin_and_counts_the_repairs(tmp_path):
+    notes = {
+        "goals/Ship it.md": "---\ntags: [goal]\n---\n# Ship it\n\nNeeds [[Backups#restore]] and [[CI|the pipeline]].\n",
+        "topics/Backups.md": "---\naliases: [backup]\n---\nThree copies.\n\n- two media\n- one offsite\n",
+        "topics/CI.md": "Green builds only.\r\n",
+    }
+    for name, folder in (("lf", tmp_path / "lf"), ("windows", tmp_path / "windows")):
+        for rel, text in notes.items():
+            write_note(folder, rel, text.encode("utf-8") if name == "lf" else crlf(text))
+    selector = {"folders": ["goals"], "group": "linked"}
+    lf = extract_task_inputs(tmp_path / "lf", "=== PLAN ===", selector)
+    windows = extract_task_inputs(tmp_path / "windows", "=== PLAN ===", selector)
+    assert windows.records == lf.records and len(lf.records) == 1
+    assert lf.records[0]["sources"] == ["goals/Ship it.md", "topics/Backups.md", "topics/CI.md"]
+    assert "\r" not in windows.records[0]["user"] and "- two media\n- one offsite" in windows.records[0]["user"]
+    assert windows.stats()["repaired"] == {"line endings": 3}
+    assert windows.repaired["topics/CI.md"] == ["line endings: 1 CRLF and 1 lone CR read as LF"]
+    assert lf.stats()["repaired"] == {"line endings": 1}  # the one CRLF the LF twin has too
+
+
+def test_an_ambiguous_link_is_logged_with_its_candidates_and_the_pick_and_counted(tmp_path):
+    write_note(tmp_path, "goals/Plan.md", "Read [[Shared]] and [[sub/Shared]] and [[Alias only]].\n")
+    write_note(tmp_path, "topics/Shared.md", "The topic one.\n")
+    write_note(tmp_path, "sub/Shared.md", "---\naliases: [Alias only]\n---\nThe sub one.\n")
+    result = extract_task_inputs(tmp_path, "H", {"folders": ["goals"], "group": "linked"})
+    assert result.records[0]["sources"] == ["goals/Plan.md", "sub/Shared.md"]
+    assert result.ambiguous_links == {
+        "goals/Plan.md": [
+            {"link": "Shared", "candidates": ["sub/Shared.md", "topics/Shared.md"], "picked": "sub/Shared.md"}
+        ]
+    }
+    assert result.stats()["ambiguous_links"] == 1
+    assert ambiguous_link_lines(result.ambiguous_links) == [
+        "ambiguous link in goals/Plan.md: [[Shared]] fits sub/Shared.md, topics/Shared.md; picked sub/Shared.md "
+        "(Obsidian's order: the linking note's folder, then the shortest path)"
+    ]
+    assert result.notes_read == ["goals/Plan.md", "sub/Shared.md"]

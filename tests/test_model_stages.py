@@ -16,6 +16,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import jsonschema
 import pytest
 from conftest import (
     ROOT,
@@ -405,16 +406,22 @@ def test_report_names_the_missing_eval_json(reported, tmp_path):
 
 def test_snakemake_serve_answers_every_task_from_one_process(reported):
     """The `serve` target as a user starts it: one process, the real tuned adapters, one request
-    per task; each answer is what that task's adapter gives on the base GGUF alone."""
+    per task with no response_format; each answer is schema-valid JSON (serve.enforce_schema, on
+    by default) and is what that task's adapter gives on the base GGUF alone under format.json."""
     from llama_cpp import Llama
 
+    from vault_distill.format import schema_llama_grammar
     from vault_distill.serve import free_port, request_sampling, wait_for_server
 
     workdir, config = reported
-    sampling = request_sampling({**config["decoding"], "temperature": 0, "max_tokens": 24})
+    # Room for a whole answer under the schema (the build's 128 tokens cut a tiny model's strings).
+    decoding = {**config["decoding"], "temperature": 0, "max_tokens": 1024}
+    sampling = request_sampling(decoding)
     port = free_port()
-    config = {**config, "serve": {"host": "127.0.0.1", "port": port}}
-    (workdir / "config" / "config.yaml").write_text(json.dumps(config), encoding="utf-8")
+    config_file = workdir / "config" / "config.yaml"
+    built_config = config_file.read_text(encoding="utf-8")
+    config = {**config, "decoding": decoding, "serve": {"host": "127.0.0.1", "port": port}}
+    config_file.write_text(json.dumps(config), encoding="utf-8")
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir)]
     process = subprocess.Popen(
         [*command, "--cores", "2", "serve"],
@@ -437,20 +444,24 @@ def test_snakemake_serve_answers_every_task_from_one_process(reported):
             )
             with urllib.request.urlopen(request, timeout=300) as response:
                 served = json.loads(response.read())["choices"][0]["message"]["content"]
+            answer_format = json.loads((workdir / f"results/{task}/format.json").read_text(encoding="utf-8"))
+            jsonschema.validate(json.loads(served), answer_format)
             alone = Llama(
                 model_path=str(workdir / "results/base/base.Q8_0.gguf"),
                 lora_path=str(workdir / f"results/{task}/{task}.lora.F16.gguf"),
-                n_ctx=1024,
+                n_ctx=2048,
                 n_threads=2,
                 n_threads_batch=2,
                 verbose=False,
             )
-            expected = alone.create_chat_completion(messages=messages, **sampling)
+            grammar = schema_llama_grammar(answer_format)
+            expected = alone.create_chat_completion(messages=messages, grammar=grammar, **sampling)
             alone.close()
             assert served == expected["choices"][0]["message"]["content"], task
     finally:
         os.killpg(process.pid, signal.SIGTERM)  # snakemake and the server it runs
         process.wait(timeout=60)
+        config_file.write_text(built_config, encoding="utf-8")
         snakemake(workdir, "--unlock")  # as a user would after stopping it: later tests build here
 
 

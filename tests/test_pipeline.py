@@ -63,6 +63,11 @@ def test_sft_datasets_for_all_five_tasks_then_nothing_to_do(five_task_build):
         assert all(rec["completion"].endswith("<|im_end|>") for rec in train + val)
         extract_stats = json.loads((workdir / f"results/{task}/extract_stats.json").read_text())
         assert extract_stats["inputs"] == stats["inputs"] and extract_stats["notes_selected"] >= stats["inputs"]
+        # The sample vault's notes saved on Windows (BOM + CRLF): repaired, and no \r goes on.
+        assert extract_stats["repaired"]["line endings"] >= 1, task
+        inputs = read_jsonl(workdir / f"results/{task}/inputs.jsonl")
+        assert not any("\r" in row["user"] for row in inputs), task
+        assert not any("\r" in row["prompt"] + row["completion"] for row in train + val), task
         assert json.loads((workdir / f"results/{task}/preflight.json").read_text())["room_for_notes"] > 0
 
     again = snakemake(workdir, "-n", *SFT_TARGETS)

@@ -15,6 +15,7 @@ from vault_distill.quality import (
     answer_agreement,
     answer_arms,
     arm_statistics,
+    as_deployed,
     field_agreement,
     field_kind,
     heldout_rows,
@@ -203,12 +204,25 @@ def test_task_quality_has_every_arm_and_labels_from_both_sources():
         task_quality(heldout, {}, {arm: arms[arm] for arm in ARMS[:3]}, schema("judge"))
 
 
+def test_as_deployed_is_the_grammar_arm_where_serve_enforces_the_schema_and_tuned_where_not():
+    heldout = [row("v"), row("w")]
+    arms = {arm: [answer("v", VALID), answer("w", VALID)] for arm in ARMS}
+    arms["tuned"] = [answer("v", VALID), answer("w", "not json")]
+    judge = task_quality(heldout, {}, arms, schema("judge"))
+    enforced, unconstrained = as_deployed(judge, enforce_schema=True), as_deployed(judge, enforce_schema=False)
+    assert (enforced["arm"], enforced["compliant"], enforced["without_format"]) == ("tuned_grammar", 2, 1)
+    assert (unconstrained["arm"], unconstrained["compliant"], unconstrained["without_format"]) == ("tuned", 1, 1)
+    assert enforced["ci95"] == judge["tuned_grammar"]["ci95"] and enforced["n"] == 2
+
+
 def test_markdown_report_has_every_task_and_arm_and_says_when_the_teacher_is_the_base():
     heldout = [row("v", reference=REFERENCE), row("w")]
     arms = {arm: [answer("v", VALID), answer("w", VALID[:30], finish_reason="length")] for arm in ALL_ARMS}
+    judge = task_quality(heldout, {}, arms, schema("judge"))
     quality = {
         "arms": list(ALL_ARMS),
-        "tasks": {"judge": task_quality(heldout, {}, arms, schema("judge"))},
+        "as_deployed_arm": "tuned_grammar",
+        "tasks": {"judge": {**judge, "as_deployed": as_deployed(judge, enforce_schema=True)}},
         "base_model": "bundled:smollm2",
         "teacher": {"backend": "llama_cpp", "model": "bundled:smollm2"},
         "teacher_is_base": teacher_is_base({"backend": "llama_cpp", "model": "bundled:smollm2"}, "bundled:smollm2"),
@@ -221,6 +235,7 @@ def test_markdown_report_has_every_task_and_arm_and_says_when_the_teacher_is_the
     assert "| task | arm | object never closed |" in text  # only the patterns that occur get a column
     assert all(f"| judge | {arm} | 1 |" in text for arm in ALL_ARMS)
     assert "teacher is the base model itself" in text
+    assert "held to format.json" in text and "judge 1/2: **1 of 2** compliant; without the format, 1 of 2." in text
     assert not teacher_is_base({"backend": "openai", "model": "bundled:smollm2"}, "bundled:smollm2")
 
 

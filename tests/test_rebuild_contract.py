@@ -385,6 +385,16 @@ def test_quality_without_teacher_labels_only_rescores(work):
     assert_plan(work, QUALITY, "quality")
 
 
+def test_serving_unconstrained_rebuilds_nothing_and_only_rescores_as_deployed(work):
+    """serve.enforce_schema changes what `serve` does and which arm is quality's as-deployed row:
+    no model, no format.json, no answer."""
+    config = read_config(work)
+    config["serve"]["enforce_schema"] = False
+    write_config(work, config)
+    assert planned_jobs(work, "all") == set()
+    assert_plan(work, QUALITY, "quality")
+
+
 ADAPTER_JOBS = ("convert_adapter", "modelfile_adapter", "evaluate")
 
 

@@ -4,6 +4,7 @@ from conftest import write_note
 from vault_distill.extract import extract_task_inputs
 from vault_distill.vault import (
     BadNote,
+    LinkIndex,
     read_note,
     scan_vault,
     select_notes,
@@ -158,3 +159,85 @@ def test_note_with_broken_front_matter_is_kept_untagged_and_reported(vault):
     # Its tags could not be read, so a tag selector cannot choose it.
     tagged = extract_task_inputs(vault, "=== H ===", {"folders": ["topics"], "tags": ["oops"]})
     assert tagged.records == [] and tagged.repaired == {}
+
+
+WINDOWS_NOTE = (
+    "---\ntags: [windows, sync]\naliases: [CRLF note]\n---\n# Heading\n\nSee [[Other]] and [[sub/Shared|it]].\n"
+)
+
+
+def test_a_bom_and_crlf_note_parses_as_its_lf_twin_and_the_repair_is_named(tmp_path):
+    write_note(tmp_path, "lf.md", WINDOWS_NOTE.encode("utf-8"))
+    write_note(tmp_path, "crlf.md", b"\xef\xbb\xbf" + WINDOWS_NOTE.replace("\n", "\r\n").encode("utf-8"))
+    lf, crlf = read_note(tmp_path, "lf.md"), read_note(tmp_path, "crlf.md")
+    assert (crlf.meta, crlf.body, crlf.tags, crlf.links) == (lf.meta, lf.body, lf.tags, lf.links)
+    assert crlf.tags == ["windows", "sync"] and crlf.links == ["Other", "sub/Shared"]
+    assert crlf.body.startswith("# Heading\n\nSee") and "\r" not in crlf.body
+    assert crlf.repairs == ("line endings: 7 CRLF read as LF",) and lf.repairs == ()
+
+
+def test_lone_carriage_returns_are_line_ends_too(tmp_path):
+    write_note(tmp_path, "mac.md", b"---\rtags: [old]\r---\rClassic Mac OS.\r\nMixed.\r")
+    note = read_note(tmp_path, "mac.md")
+    assert note.tags == ["old"] and note.body == "Classic Mac OS.\nMixed."
+    assert note.repairs == ("line endings: 1 CRLF and 4 lone CR read as LF",)
+
+
+SHARED_VAULT = ["topics/Shared.md", "sub/Shared.md", "sub/deeper/Shared.md", "goals/Plan.md", "sub/Plan B.md"]
+
+
+@pytest.mark.parametrize(
+    ("link", "source", "target", "rule"),
+    [
+        ("sub/Shared", "goals/Plan.md", "sub/Shared.md", "path"),  # a link with a path picks that file
+        ("/sub/deeper/Shared.md", "goals/Plan.md", "sub/deeper/Shared.md", "path"),  # from the root, .md optional
+        ("../sub/Shared", "goals/Plan.md", "sub/Shared.md", "path"),  # relative to the linking note
+        ("deeper/Shared", "goals/Plan.md", "sub/deeper/Shared.md", "path suffix"),
+        ("SHARED", "sub/deeper/x.md", "sub/deeper/Shared.md", "name"),  # the linking note's folder first
+        ("Shared", "sub/Plan B.md", "sub/Shared.md", "name"),
+        ("Shared", "goals/Plan.md", "sub/Shared.md", "name"),  # else the shortest path: 1 folder, fewer chars
+        ("plan b", "topics/Shared.md", "sub/Plan B.md", "name"),  # unique: no ambiguity
+        ("Missing", "goals/Plan.md", None, ""),
+        ("nowhere/Shared", "goals/Plan.md", None, ""),
+    ],
+)
+def test_links_resolve_as_obsidian_resolves_them(link, source, target, rule):
+    found = LinkIndex(SHARED_VAULT).resolve(link, source)
+    assert (found.target, found.rule) == (target, rule)
+
+
+def test_an_ambiguous_name_reports_every_candidate_in_the_order_of_the_pick():
+    found = LinkIndex(SHARED_VAULT).resolve("Shared", "goals/Plan.md")
+    assert found.ambiguous and found.candidates == ("sub/Shared.md", "topics/Shared.md", "sub/deeper/Shared.md")
+    assert not LinkIndex(SHARED_VAULT).resolve("sub/Shared", "goals/Plan.md").ambiguous
+
+
+def test_a_name_no_file_has_resolves_by_alias_and_a_file_name_wins_over_an_alias():
+    aliases = {"topics/Shared.md": ["Common ground", "Plan B"], "goals/Plan.md": ["common ground"]}
+    index = LinkIndex(SHARED_VAULT, lambda rel: aliases.get(rel, []))
+    found = index.resolve("common GROUND", "topics/x.md")
+    assert (found.target, found.rule, found.candidates) == (
+        "topics/Shared.md",
+        "alias",
+        ("topics/Shared.md", "goals/Plan.md"),
+    )
+    assert index.resolve("Plan B", "goals/Plan.md").target == "sub/Plan B.md"  # the file, not the alias
+    assert LinkIndex(SHARED_VAULT).resolve("Common ground", "topics/x.md").target is None
+
+
+def test_one_cache_reads_each_note_once_for_every_task_and_keeps_bad_notes_bad(vault):
+    from vault_distill.vault import VaultCache
+
+    cache = VaultCache(vault)
+    write_note(vault, "topics/Binary.md", b"\x00\x01")
+    first = extract_task_inputs(vault, "H", {"folders": ["topics"]}, cache)
+    write_note(vault, "topics/Raft.md", "Rewritten after the DAG read it.\n")  # a job would read this
+    again = extract_task_inputs(vault, "H", {"folders": ["topics", "goals"], "group": "linked"}, cache)
+    assert (
+        cache.note("topics/Raft.md") is again.primary[-1]
+        and "Raft elects a leader" in cache.note("topics/Raft.md").body
+    )
+    assert first.skipped == again.skipped == {"topics/Binary.md": "binary content: NUL bytes"}
+    with pytest.raises(BadNote, match="NUL bytes"):
+        cache.note("topics/Binary.md")
+    assert "Rewritten" in extract_task_inputs(vault, "H", {"folders": ["topics"]}).records[-1]["user"]

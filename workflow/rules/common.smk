@@ -25,6 +25,7 @@ from vault_distill.layout import (  # noqa: E402
     eval_samples,
     evaluated_gguf,
     evaluation_arms,
+    format_path,
     gguf_suffix,
     lora_gguf_path,
     merged_gguf_path,
@@ -41,6 +42,7 @@ from vault_distill.report import base_files, task_files  # noqa: E402
 from vault_distill.rule_resources import RuleResources  # noqa: E402
 from vault_distill.teach import generation_identity  # noqa: E402
 from vault_distill.extract import extract_task_inputs, too_few_inputs  # noqa: E402
+from vault_distill.vault import VaultCache  # noqa: E402
 
 try:
     validate(config, "../../config/schema.yaml")
@@ -57,10 +59,14 @@ except ConfigError as err:
 
 TASKS = list(config["tasks"])
 VAULT = Path(config["vault"])
+# The DAG extracts every task from the same notes: scanned and parsed once for all of them.
+VAULT_CACHE = VaultCache(VAULT)
 GGUF_SUFFIX = gguf_suffix(config["gguf"]["outtype"])
 MERGED_GGUF = merged_gguf_path("{task}", GGUF_SUFFIX)
 BASE_GGUF = base_gguf_path(GGUF_SUFFIX)
 LORA_GGUF = lora_gguf_path("{task}")
+# The task's schema as Ollama's `format` takes it; `serve` holds answers to it.
+FORMAT_JSON = format_path("{task}")
 # preference.enabled: the prefer stage's DPO adapter is what merge and convert_adapter ship; the
 # SFT adapter, as a LoRA GGUF on the base GGUF, answers the training inputs and is the `sft` arm.
 PREFERENCE = config["preference"]["enabled"]
@@ -114,7 +120,7 @@ def task_extraction(task):
     tasks on the sample vault), and it names both the notes the extract job reads and how many
     usable inputs they give, exactly as that job will find them."""
     settings = config["tasks"][task]
-    return extract_task_inputs(VAULT, settings["header"], settings["select"])
+    return extract_task_inputs(VAULT, settings["header"], settings["select"], VAULT_CACHE)
 
 
 def task_setting(key):
@@ -182,9 +188,15 @@ def deployed_ggufs():
 def ollama_inputs(wildcards):
     """What `ollama create` reads: the merged model's Modelfile, or the adapter's with its base."""
     task = wildcards.task
+    answer_format = FORMAT_JSON.format(task=task)
     if DEPLOYS_MERGED:
-        return {"modelfile": f"results/{task}/Modelfile", "gguf": MERGED_GGUF.format(task=task)}
+        return {
+            "modelfile": f"results/{task}/Modelfile",
+            "gguf": MERGED_GGUF.format(task=task),
+            "format": answer_format,
+        }
     return {
+        "format": answer_format,
         "modelfile": f"results/{task}/adapter.Modelfile",
         "gguf": LORA_GGUF.format(task=task),
         "base_gguf": BASE_GGUF,

@@ -153,6 +153,7 @@ rule quality:
         decoding=task_decodings(),
         teacher_labels=config["quality"]["teacher_labels"],
         arms=QUALITY_ARMS_BUILT,
+        enforce_schema=config["serve"]["enforce_schema"],
     script:
         "../scripts/quality.py"
 

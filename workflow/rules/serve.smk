@@ -7,6 +7,7 @@ rule serve:
         base_gguf=BASE_GGUF,
         loras=per_task(LORA_GGUF),
         system_prompts=[config["tasks"][task]["system_prompt"] for task in TASKS],
+        formats=per_task(FORMAT_JSON),
     log:
         "results/logs/serve.log",
     localrule: True
@@ -17,6 +18,7 @@ rule serve:
         tasks=TASKS,
         host=config["serve"]["host"],
         port=config["serve"]["port"],
+        enforce_schema=config["serve"]["enforce_schema"],
         n_ctx=serve_n_ctx(),
         repeat_last_n=config["decoding"]["repeat_last_n"],
     script:

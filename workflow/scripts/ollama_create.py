@@ -5,6 +5,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from vault_distill.format import ollama_chat_request
 from vault_distill.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])
@@ -23,5 +24,12 @@ done = subprocess.run(
 log.info("%s\n%s", done.stdout, done.stderr)
 if done.returncode != 0:
     raise SystemExit(f"ollama create {snakemake.params.name} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
-Path(snakemake.output[0]).write_text(json.dumps({"model": snakemake.params.name}) + "\n", encoding="utf-8")
-log.warning("ollama: created %s", snakemake.params.name)
+answer_format = json.loads(Path(snakemake.input.format).read_text(encoding="utf-8"))
+request = ollama_chat_request(snakemake.params.name, answer_format, "<the task's input, as in inputs.jsonl>")
+created = {"model": snakemake.params.name, "format": snakemake.input.format, "example_request": request}
+Path(snakemake.output[0]).write_text(json.dumps(created, indent=2) + "\n", encoding="utf-8")
+log.warning(
+    "ollama: created %s; ask it with its format: curl -s http://localhost:11434/api/chat -d '%s'",
+    snakemake.params.name,
+    json.dumps(request),
+)

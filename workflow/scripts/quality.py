@@ -14,6 +14,7 @@ quality = build_quality(
     decoding_line=describe_task_decodings(snakemake.params.decoding),
     teacher_labels=snakemake.params.teacher_labels,
     arms=tuple(snakemake.params.arms),
+    enforce_schema=snakemake.params.enforce_schema,
 )
 write_json(snakemake.output.json, quality)
 Path(snakemake.output.markdown).write_text(render_quality_markdown(quality), encoding="utf-8")
@@ -22,5 +23,6 @@ for task, arms in quality["tasks"].items():
     log.warning(
         "quality %s: %s",
         task,
-        ", ".join(f"{arm} {arms[arm]['compliant']}/{arms[arm]['n']}" for arm in quality["arms"]),
+        ", ".join(f"{arm} {arms[arm]['compliant']}/{arms[arm]['n']}" for arm in quality["arms"])
+        + f"; as deployed ({arms['as_deployed']['arm']}) {arms['as_deployed']['compliant']}/{arms['as_deployed']['n']}",
     )

@@ -4,7 +4,7 @@ OpenAI-compatible API, until stopped."""
 from pathlib import Path
 
 from vault_distill.runtime import setup_logging
-from vault_distill.serve import serve
+from vault_distill.serve import read_formats, serve
 
 setup_logging(snakemake.log[0])
 tasks = list(snakemake.params.tasks)
@@ -20,4 +20,5 @@ serve(
     host=snakemake.params.host,
     port=snakemake.params.port,
     repeat_last_n=snakemake.params.repeat_last_n,
+    schemas=read_formats(tasks, snakemake.input.formats) if snakemake.params.enforce_schema else None,
 )

@@ -27,6 +27,7 @@ from typing import NamedTuple
 import jsonschema
 
 from .decoding import llama_cpp_model_options, llama_cpp_sampling
+from .format import schema_llama_grammar
 from .hardware import describe_cpu
 from .layout import EVALUATION_ARMS
 from .teach import SchemaFailure, parse_answer
@@ -194,53 +195,16 @@ def load_gguf(gguf_file: str | Path, n_ctx: int, decoding: dict, threads: int = 
     )
 
 
-# llama-cpp-python's port of llama.cpp's json-schema-to-grammar differs from the C++ converter
-# that Ollama's `format` uses in two ways, both mended here so that the grammar arm constrains as
-# Ollama does: (1) it ignores minimum and maximum on integers: a bounded integer with up to this
-# many values is spelled as the enum of its values, the same language; (2) its string characters
-# admit raw control characters, which JSON forbids: its `char` rule gets the C++ one's exclusions.
-MAX_INTEGER_ENUM = 1000
-PORT_CHAR_RULE = r'char ::= [^"\\] |'
-LLAMA_CPP_CHAR_RULE = r'char ::= [^"\\\x7F\x00-\x1F] |'
-
-
-def grammar_schema(schema):
-    """`schema` with every small bounded integer spelled as an enum, for the grammar only
-    (answers are still validated against the schema itself)."""
-    if isinstance(schema, list):
-        return [grammar_schema(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    low, high = schema.get("minimum"), schema.get("maximum")
-    bounded = schema.get("type") == "integer" and isinstance(low, int) and isinstance(high, int)
-    if bounded and 0 <= high - low < MAX_INTEGER_ENUM:
-        rest = {key: value for key, value in schema.items() if key not in ("type", "minimum", "maximum")}
-        return {**rest, "enum": list(range(low, high + 1))}
-    return {key: grammar_schema(value) for key, value in schema.items()}
-
-
-def schema_grammar(schema: dict) -> str:
-    """The GBNF grammar of a JSON schema, as llama.cpp's own converter would write it."""
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
-
-    gbnf = json_schema_to_gbnf(json.dumps(grammar_schema(schema)))
-    if PORT_CHAR_RULE not in gbnf:
-        raise RuntimeError("llama-cpp-python's json-schema-to-grammar changed its string rule; recheck schema_grammar")
-    return gbnf.replace(PORT_CHAR_RULE, LLAMA_CPP_CHAR_RULE)
-
-
 def answer_chats(llm, chats: list[dict], decoding: dict, constrain_to: dict | None = None, progress=None) -> list[dict]:
     """One answer per chat, with the GGUF's own chat template and the `decoding` settings.
 
     `constrain_to` (a JSON schema) constrains decoding to its grammar, as Ollama's `format` does."""
-    from llama_cpp import LlamaGrammar
-
-    from .convert import gguf_chat_prompt
+    from .gguf_check import gguf_chat_prompt
 
     sampling = llama_cpp_sampling(decoding)
     grammar = None
     if constrain_to is not None:
-        grammar = LlamaGrammar.from_string(schema_grammar(constrain_to), verbose=False)
+        grammar = schema_llama_grammar(constrain_to)
     n_ctx, max_tokens = llm.n_ctx(), decoding["max_tokens"]
     answers = []
     for chat in chats:

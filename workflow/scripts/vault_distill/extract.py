@@ -13,13 +13,10 @@ from .split import TRUNCATION_MARKER, middle_truncate
 from .vault import (
     BadNote,
     Note,
+    VaultCache,
     matches_location,
-    read_note,
     reason_kind,
-    resolve_link,
-    scan_vault,
     select_notes,
-    stem_index,
 )
 
 DATE_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
@@ -35,6 +32,8 @@ class ExtractResult:
     # Every note file the extraction read (chosen notes and link targets, readable or not): the
     # extract job's input at DAG time, so that an edit to any other note never reruns it.
     notes_read: list[str] = field(default_factory=list)
+    # note path -> its links that several notes fit: the link, every candidate and the pick.
+    ambiguous_links: dict[str, list[dict]] = field(default_factory=dict)
 
     def stats(self) -> dict:
         """extract_stats.json: every skip and every repair, counted by reason and listed."""
@@ -45,6 +44,8 @@ class ExtractResult:
             "repaired": dict(Counter(reason_kind(r) for reasons in self.repaired.values() for r in reasons)),
             "skipped_notes": dict(sorted(self.skipped.items())),
             "repaired_notes": dict(sorted(self.repaired.items())),
+            "ambiguous_links": sum(len(links) for links in self.ambiguous_links.values()),
+            "ambiguous_link_notes": dict(sorted(self.ambiguous_links.items())),
         }
 
 
@@ -140,16 +141,17 @@ GROUPERS = {"single": group_single, "linked": group_linked, "window": group_wind
 class NoteReader:
     """Reads notes once each, recording skips and repairs by path."""
 
-    def __init__(self, vault: Path):
-        self.vault = vault
+    def __init__(self, cache: VaultCache):
+        self.cache = cache
         self.skipped: dict[str, str] = {}
         self.repaired: dict[str, list[str]] = {}
         self.parsed: dict[str, Note] = {}
+        self.ambiguous_links: dict[str, list[dict]] = {}
 
     def read(self, rel: str) -> Note | None:
         if rel not in self.parsed and rel not in self.skipped:
             try:
-                note = read_note(self.vault, rel)
+                note = self.cache.note(rel)
             except BadNote as reason:
                 self.skipped[rel] = str(reason)
                 return None
@@ -159,28 +161,50 @@ class NoteReader:
         return self.parsed.get(rel)
 
 
-def linked_notes(reader: NoteReader, primary: list[Note], all_notes: list[str]) -> dict[str, list[Note]]:
-    """Each primary note's link targets that exist and can be read, in link order."""
-    index = stem_index(all_notes)
+def linked_notes(reader: NoteReader, primary: list[Note], follow_external_links: bool) -> dict[str, list[Note]]:
+    """Each primary note's link targets that exist and can be read, in link order, resolved as
+    Obsidian does (vault.LinkIndex); the links that several notes fit go to the reader's record."""
+    index = reader.cache.link_index(follow_external_links)
     links_of = {}
     for note in primary:
-        targets = dict.fromkeys(filter(None, (resolve_link(index, t) for t in note.links)))
+        resolutions = {link: index.resolve(link, note.path) for link in note.links}
+        ambiguous = [
+            {"link": link, "candidates": list(found.candidates), "picked": found.target}
+            for link, found in resolutions.items()
+            if found.ambiguous
+        ]
+        if ambiguous:
+            reader.ambiguous_links[note.path] = ambiguous
+        targets = dict.fromkeys(found.target for found in resolutions.values() if found.target)
         links_of[note.path] = [linked for t in targets if (linked := reader.read(t)) is not None]
     return links_of
 
 
-def extract_task_inputs(vault: Path, header: str, selector: dict) -> ExtractResult:
+def ambiguous_link_lines(ambiguous_links: dict[str, list[dict]]) -> list[str]:
+    """One log line per link that several notes fit: where it is, the candidates and the pick."""
+    return [
+        f"ambiguous link in {path}: [[{link['link']}]] fits {', '.join(link['candidates'])}; picked "
+        f"{link['picked']} (Obsidian's order: the linking note's folder, then the shortest path)"
+        for path, links in sorted(ambiguous_links.items())
+        for link in links
+    ]
+
+
+def extract_task_inputs(vault: Path, header: str, selector: dict, cache: VaultCache | None = None) -> ExtractResult:
     """Build the inputs of one task. Unusable notes are skipped and reported, never raised;
-    mended ones (broken front matter, legacy encoding) are kept and reported."""
-    scan = scan_vault(vault, selector.get("follow_external_links", False))
-    reader = NoteReader(vault)
+    mended ones (broken front matter, legacy encoding, line endings) are kept and reported.
+    `cache` shares the reading of the vault between the tasks extracted in one process."""
+    cache = cache or VaultCache(vault)
+    follow = selector.get("follow_external_links", False)
+    scan = cache.scan(follow)
+    reader = NoteReader(cache)
     for rel, why in scan.outside.items():
         if matches_location(rel if not rel.endswith("/") else rel + "_.md", selector):
             reader.skipped[rel] = why
-    chosen = select_notes(vault, selector, scan.notes)
+    chosen = select_notes(vault, selector, scan.notes, cache)
     primary = [note for rel in chosen if (note := reader.read(rel)) is not None]
     group = selector.get("group", "single")
-    links_of = linked_notes(reader, primary, scan.notes) if group == "linked" else {}
+    links_of = linked_notes(reader, primary, follow) if group == "linked" else {}
     groups = GROUPERS[group](primary, selector, links_of)
     min_chars = selector.get("min_chars", 0)
     records, seen = [], set()
@@ -195,7 +219,9 @@ def extract_task_inputs(vault: Path, header: str, selector: dict) -> ExtractResu
             records.append(record)
     in_vault = set(scan.notes)
     notes_read = sorted(rel for rel in {*chosen, *reader.parsed, *reader.skipped} if rel in in_vault)
-    return ExtractResult(records, reader.skipped, reader.repaired, primary, len(chosen), notes_read)
+    return ExtractResult(
+        records, reader.skipped, reader.repaired, primary, len(chosen), notes_read, reader.ambiguous_links
+    )
 
 
 def where_looked(vault: Path, selector: dict) -> str:

@@ -98,6 +98,11 @@ def modelfile_path(task: str, adapter: bool = False, results: str = RESULTS) -> 
     return f"{results}/{task}/{'adapter.Modelfile' if adapter else 'Modelfile'}"
 
 
+def format_path(task: str, results: str = RESULTS) -> str:
+    """The task's answer schema as Ollama's `format` takes it (see format.py)."""
+    return f"{results}/{task}/format.json"
+
+
 def eval_json(task: str, results: str = RESULTS) -> str:
     return f"{results}/{task}/eval.json"
 
@@ -122,7 +127,7 @@ def task_outputs(task: str, deploy: str, gguf_type: str, results: str = RESULTS)
     merged = [merged_gguf_path(task, gguf_type, results), modelfile_path(task, False, results)]
     adapter = [lora_gguf_path(task, results), modelfile_path(task, True, results)]
     shipped = merged * ships_merged(deploy) + adapter * ships_adapter(deploy)
-    return [*shipped, eval_json(task, results), eval_samples(task, results)]
+    return [*shipped, format_path(task, results), eval_json(task, results), eval_samples(task, results)]
 
 
 def quality_files(task: str, results: str = RESULTS) -> dict[str, str]:

@@ -331,6 +331,20 @@ def task_quality(heldout: list[dict], references: dict[str, str], arms: dict[str
     return summary
 
 
+def deployed_arm(enforce_schema: bool) -> str:
+    """The arm a user's requests get: `snakemake serve` holds answers to format.json when
+    serve.enforce_schema is on, as Ollama does with format.json in the request."""
+    return "tuned_grammar" if enforce_schema else "tuned"
+
+
+def as_deployed(task_arms: dict, enforce_schema: bool) -> dict:
+    """The headline figure: compliance as deployed, and without the format for a caller who
+    sends none (Ollama without `format`, or serve with response_format text)."""
+    arm = deployed_arm(enforce_schema)
+    keys = ("n", "compliant", "rate", "ci95", "field_agreement")
+    return {"arm": arm, **{key: task_arms[arm][key] for key in keys}, "without_format": task_arms["tuned"]["compliant"]}
+
+
 def read_arm(path: str | Path) -> dict:
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
@@ -407,6 +421,20 @@ def field_table_rows(quality: dict) -> list[dict[str, str]]:
     return rows
 
 
+def deployed_line(quality: dict) -> str:
+    """One line: compliance as a user's requests get it, and without the format."""
+    figures = [quality["tasks"][task]["as_deployed"] for task in quality["tasks"]]
+    per_task = ", ".join(f"{task} {f['compliant']}/{f['n']}" for task, f in zip(quality["tasks"], figures, strict=True))
+    compliant, n = sum(f["compliant"] for f in figures), sum(f["n"] for f in figures)
+    without = sum(f["without_format"] for f in figures)
+    how = (
+        "tuned, held to format.json (snakemake serve with serve.enforce_schema; Ollama with format.json in the request)"
+        if quality["as_deployed_arm"] == "tuned_grammar"
+        else "tuned, unconstrained (serve.enforce_schema is off)"
+    )
+    return f"{how}: {per_task}: **{compliant} of {n}** compliant; without the format, {without} of {n}."
+
+
 def _markdown_table(rows: list[dict[str, str]]) -> list[str]:
     return markdown_table(list(rows[0]) if rows else [], rows)
 
@@ -440,6 +468,7 @@ def render_quality_markdown(quality: dict) -> str:
             "decoding: the same model under a grammar of the same schema, with other sampling settings "
             "(the teacher decodes at teacher.temperature, through llama-cpp-python's own schema grammar).",
         ]
+    lines += ["", "## As deployed", "", deployed_line(quality)]
     lines += ["", "## Compliance and agreement", "", *_markdown_table(summary_rows(quality))]
     lines += ["", "## Answers by outcome", "", *_markdown_table(outcome_table_rows(quality))]
     lines += [
@@ -494,9 +523,11 @@ def build_quality(
     teacher_labels: bool,
     results: str = "results",
     arms: tuple[str, ...] = ARMS,
+    enforce_schema: bool = True,
 ) -> dict:
     """quality.json over every task in `schemas` (task -> its output schema file), for `arms`
-    (ARMS, and ADAPTER_ARMS where gguf.deploy ships adapters)."""
+    (ARMS, and ADAPTER_ARMS where gguf.deploy ships adapters). `enforce_schema` (serve's) says
+    which arm each task's `as_deployed` figure is: see as_deployed."""
     tasks = {}
     for task, schema_file in schemas.items():
         files = quality_files(task, results)
@@ -505,8 +536,10 @@ def build_quality(
         answers = {arm: read_arm(files[arm])["answers"] for arm in arms}
         schema = json.loads(Path(schema_file).read_text(encoding="utf-8"))
         tasks[task] = task_quality(heldout, references, answers, schema)
+        tasks[task]["as_deployed"] = as_deployed(tasks[task], enforce_schema)
     return {
         "arms": list(arms),
+        "as_deployed_arm": deployed_arm(enforce_schema),
         "tasks": tasks,
         "base_model": base_model,
         "teacher": {"backend": teacher["backend"], "model": teacher["model"]},

@@ -8,7 +8,10 @@ every task's LoRA GGUF beside it, and a request's `model` (a task name) picks th
 llama.cpp applies (llama_set_adapters_lora). The base weights are in memory once for all tasks.
 
 As the task's Ollama Modelfile does with SYSTEM, a request without a system message gets the
-task's system prompt: the model was trained with it in front of every input.
+task's system prompt: the model was trained with it in front of every input. With
+serve.enforce_schema, a request that brings no `response_format` and no `grammar` of its own is
+decoded under its task's schema (format.json), so every answer is schema-valid JSON as deployed;
+`response_format: {"type": "text"}` asks for unconstrained text.
 """
 
 from __future__ import annotations
@@ -24,23 +27,29 @@ class UnknownTask(LookupError):
     """A request named no task this server holds."""
 
 
-def system_prompt_handler(handler, system_prompt: str):
-    """A llama-cpp-python chat handler that puts `system_prompt` first when the request has none."""
+def task_handler(handler, system_prompt: str, grammar=None):
+    """A llama-cpp-python chat handler that puts `system_prompt` first when the request has none,
+    and decodes under `grammar` (a LlamaGrammar) when the request sets no format of its own."""
 
-    def with_system_prompt(*, messages, **kwargs):
+    def answer(*, messages, response_format=None, **kwargs):
         if not messages or messages[0].get("role") != "system":
             messages = [{"role": "system", "content": system_prompt}, *messages]
-        return handler(messages=messages, **kwargs)
+        if response_format is None and kwargs.get("grammar") is None and grammar is not None:
+            kwargs["grammar"] = grammar
+        return handler(messages=messages, response_format=response_format, **kwargs)
 
-    return with_system_prompt
+    return answer
 
 
 class TaskAdapters:
     """One llama.cpp model with every task's LoRA adapter loaded; `select(task)` makes that
-    task's adapter the one applied, alone and at scale 1."""
+    task's adapter the one applied, alone and at scale 1. `schemas` (task -> JSON schema, or None)
+    are the formats its answers are held to."""
 
-    def __init__(self, llm, loras: dict[str, str | Path], system_prompts: dict[str, str]):
+    def __init__(self, llm, loras: dict[str, str | Path], system_prompts: dict[str, str], schemas=None):
         import llama_cpp
+
+        from .format import schema_llama_grammar
 
         self.llm = llm
         self.adapters = {}
@@ -50,7 +59,13 @@ class TaskAdapters:
                 raise RuntimeError(f"{path}: llama.cpp could not load this LoRA adapter")
             self.adapters[task] = adapter
         default = llm._chat_handlers[llm.chat_format]  # the GGUF's own chat template
-        self.handlers = {task: system_prompt_handler(default, system_prompts[task]) for task in loras}
+        schemas = schemas or {}
+        self.handlers = {
+            task: task_handler(
+                default, system_prompts[task], schema_llama_grammar(schemas[task]) if schemas.get(task) else None
+            )
+            for task in loras
+        }
         self.active = None
 
     def select(self, task: str):
@@ -89,7 +104,8 @@ def adapter_proxy_class():
             base = models[0].model_copy(update={"lora_path": None, "model_alias": "base"})
             loras = {settings.model_alias: settings.lora_path for settings in models}
             prompts = {settings.model_alias: settings.system_prompt for settings in models}
-            self.tasks = TaskAdapters(LlamaProxy.load_llama_from_model_settings(base), loras, prompts)
+            schemas = {settings.model_alias: settings.answer_schema for settings in models}
+            self.tasks = TaskAdapters(LlamaProxy.load_llama_from_model_settings(base), loras, prompts, schemas)
 
         def __call__(self, model: str | None = None):
             try:
@@ -110,13 +126,16 @@ def model_settings(
     n_ctx: int,
     threads: int,
     repeat_last_n=64,
+    schemas: dict | None = None,
 ):
     """One ModelSettings per task, as llama_cpp.server lists them under /v1/models. `repeat_last_n`
-    (decoding.repeat_last_n) is a model setting in llama-cpp-python, not a request field."""
+    (decoding.repeat_last_n) is a model setting in llama-cpp-python, not a request field.
+    `schemas`: task -> the JSON schema its answers are held to (none: unconstrained)."""
     from llama_cpp.server.settings import ModelSettings
 
     class TaskModelSettings(ModelSettings):
         system_prompt: str = ""
+        answer_schema: dict | None = None
 
     return [
         TaskModelSettings(
@@ -124,6 +143,7 @@ def model_settings(
             model_alias=task,
             lora_path=str(lora),
             system_prompt=system_prompts[task],
+            answer_schema=(schemas or {}).get(task),
             n_ctx=n_ctx,
             n_threads=threads,
             n_threads_batch=threads,
@@ -153,6 +173,15 @@ def serve(base_gguf, loras: dict, system_prompts: dict, n_ctx: int, threads: int
     app = create_app(base_gguf, loras, system_prompts, n_ctx, threads, host, port, **options)
     log.warning("serving %s on http://%s:%d/v1 (one base, %d adapters)", ", ".join(loras), host, port, len(loras))
     uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+def read_formats(tasks: list[str], format_files: list[str | Path]) -> dict[str, dict]:
+    """Each task's format.json, by task."""
+    import json
+
+    return {
+        task: json.loads(Path(path).read_text(encoding="utf-8")) for task, path in zip(tasks, format_files, strict=True)
+    }
 
 
 def free_port() -> int:

@@ -6,24 +6,35 @@ and must never raise on a bad note: a note it cannot parse is kept in the
 selection, so that the extract job can name it in its log and skip it.
 
 What a person wrote is kept wherever it can be: a note with broken front matter keeps its
-body, and a note saved in a legacy 8-bit encoding is read as Windows-1252. Both are repairs,
-reported by the extract job. The vault root is a boundary: a symlink that leads outside it
-is not followed unless the task's selector opts in (`follow_external_links`), because every
-note read may be sent to a remote teacher.
+body, a note saved in a legacy 8-bit encoding is read as Windows-1252, and CRLF or lone-CR line
+endings (Windows editors, Git's core.autocrlf) become LF before anything is parsed, so that no
+teacher or student ever sees a \r. Each is a repair, reported by the extract job.
+
+The vault root is a boundary: a symlink that leads outside it is not followed unless the task's
+selector opts in (`follow_external_links`), because every note read may be sent to a remote
+teacher. Wiki links resolve as Obsidian resolves them (LinkIndex), and a link that several notes
+fit is reported with every candidate and the pick.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
+import posixpath
 import re
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 WIKI_LINK = re.compile(r"\[\[([^\]|#^]+)(?:[#^][^\]|]*)?(?:\|[^\]]*)?\]\]")
-FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^---[ \t]*\r?$\n?", re.S | re.M)
+FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)^---[ \t]*$\n?", re.S | re.M)
+LINE_ENDINGS = "line endings"
+# libyaml's parser where PyYAML has it (the same documents, about 10x faster: front matter is most
+# of what reading a 20,000-note vault costs), else PyYAML's own.
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 # Legacy 8-bit notes are read as Windows-1252: it decodes Latin-1's printable range alike, and
@@ -86,11 +97,11 @@ def split_front_matter(text: str) -> tuple[dict, str]:
     """(metadata, body); raises BadNote when the front matter is there but unusable."""
     match = FRONT_MATTER.match(text)
     if not match:
-        if text.startswith("---\n") or text.startswith("---\r\n"):
+        if text.startswith("---\n"):
             raise BadNote(BROKEN_FRONT_MATTER, "no closing ---")
         return {}, text
     try:
-        meta = yaml.safe_load(match.group(1))
+        meta = yaml.load(match.group(1), Loader=YAML_LOADER)  # a safe loader (YAML_LOADER)
     except yaml.YAMLError as err:
         first_line = str(err).splitlines()[0]
         raise BadNote(BROKEN_FRONT_MATTER, first_line) from None
@@ -128,6 +139,16 @@ def decode_note(data: bytes) -> tuple[str, list[str]]:
     return text, [f"legacy encoding: {not_utf8}, read as Windows-1252"]
 
 
+def normalise_line_endings(text: str) -> tuple[str, list[str]]:
+    """CRLF and lone CR as LF, with the repair named (how many of each were found)."""
+    if "\r" not in text:
+        return text, []
+    crlf = text.count("\r\n")
+    lone = text.count("\r") - crlf
+    kinds = [f"{count} {name}" for count, name in ((crlf, "CRLF"), (lone, "lone CR")) if count]
+    return text.replace("\r\n", "\n").replace("\r", "\n"), [f"{LINE_ENDINGS}: {' and '.join(kinds)} read as LF"]
+
+
 def read_note(vault: Path, rel_path: str) -> Note:
     """Parse one note, mending what can be mended (see Note.repairs), raising BadNote with a
     short reason if it is unusable."""
@@ -137,6 +158,7 @@ def read_note(vault: Path, rel_path: str) -> Note:
     except OSError as err:
         raise BadNote("unreadable", str(err.strerror or err)) from None
     text, repairs = decode_note(data)
+    text, line_repairs = normalise_line_endings(text)
     meta, body, front_matter_repairs = front_matter_or_repair(text)
     if not body.strip():
         raise BadNote("empty")
@@ -145,7 +167,7 @@ def read_note(vault: Path, rel_path: str) -> Note:
         title=Path(rel_path).stem,
         meta=meta,
         body=body.strip(),
-        repairs=tuple(repairs + front_matter_repairs),
+        repairs=tuple(repairs + line_repairs + front_matter_repairs),
     )
 
 
@@ -208,28 +230,143 @@ def scan_vault(vault: Path, follow_external_links: bool = False) -> VaultScan:
     return VaultScan(sorted(notes), dict(sorted(outside.items())))
 
 
-def list_notes(vault: Path, follow_external_links: bool = False) -> list[str]:
-    return scan_vault(vault, follow_external_links).notes
+def note_aliases(meta: dict) -> list[str]:
+    """Front matter `aliases` (or `alias`): a list, or one string."""
+    raw = meta.get("aliases", meta.get("alias"))
+    if isinstance(raw, str):
+        raw = [raw]
+    return [str(alias).strip() for alias in raw if str(alias).strip()] if isinstance(raw, list) else []
 
 
-def stem_index(paths: list[str]) -> dict[str, str]:
-    """Obsidian resolves [[Name]] by file stem, case-insensitively."""
-    index: dict[str, str] = {}
-    for rel in paths:
-        index.setdefault(Path(rel).stem.lower(), rel)
-    return index
+def _link_key(path: str) -> str:
+    """How Obsidian compares a link with a note's path: case-insensitively, `.md` optional."""
+    path = path.lower()
+    return path[:-3] if path.endswith(".md") else path
 
 
-def resolve_link(index: dict[str, str], target: str) -> str | None:
-    name = target.rsplit("/", 1)[-1]
-    name = name[:-3] if name.lower().endswith(".md") else name
-    return index.get(name.lower())
+@dataclass(frozen=True)
+class LinkResolution:
+    target: str | None  # the note's path, or None for a link to no note
+    rule: str = ""  # which rule picked it: path, path suffix, name, alias
+    candidates: tuple[str, ...] = ()  # every note the link fits, where more than one does
+
+    @property
+    def ambiguous(self) -> bool:
+        return len(self.candidates) > 1
 
 
-def _peek_tags(vault: Path, rel_path: str) -> list[str] | None:
+def closest(candidates: list[str], source: str) -> list[str]:
+    """Obsidian's precedence among notes that a link fits equally well: the linking note's own
+    folder first, then the shortest path (fewest folders, then fewest characters)."""
+    folder = posixpath.dirname(source)
+    return sorted(candidates, key=lambda path: (posixpath.dirname(path) != folder, path.count("/"), len(path), path))
+
+
+class LinkIndex:
+    """Resolves wiki links as Obsidian does (MetadataCache.getFirstLinkpathDest(linkpath,
+    sourcePath): "the best match for a linkpath" from the linking note):
+
+    - a link with a folder (`[[sub/Shared]]`, `[[/sub/Shared]]`, `[[../sub/Shared]]`) is that
+      path from the vault root (relative ones from the linking note), else the notes whose path
+      ends with it;
+    - a bare name is the note of that file name, case-insensitively;
+    - where several notes fit, `closest` picks: the linking note's folder, then the shortest
+      path. This is the order yanki (an Obsidian sync tool) documents as Obsidian's own in its
+      v3.3.0 release: exact path, then the linking note's directory, then shorter paths;
+    - a bare name that no file has resolves to the note listing it in `aliases`. Obsidian itself
+      writes such links as [[Note|alias]], so this only catches links typed by hand.
+    """
+
+    def __init__(self, paths: list[str], read_aliases: Callable[[str], list[str]] | None = None):
+        self.by_path = {_link_key(rel): rel for rel in paths}
+        self.by_name: dict[str, list[str]] = defaultdict(list)
+        for rel in paths:
+            self.by_name[_link_key(posixpath.basename(rel))].append(rel)
+        self._read_aliases = read_aliases
+        self._by_alias: dict[str, list[str]] | None = None
+
+    def resolve(self, target: str, source: str = "") -> LinkResolution:
+        key = _link_key(target.strip())
+        if "/" in key:
+            return self._resolve_path(key, source)
+        return self._pick(self.by_name.get(key, []), source, "name") or self._resolve_alias(key, source)
+
+    def _resolve_path(self, key: str, source: str) -> LinkResolution:
+        if key.startswith(("./", "../")):
+            key = posixpath.normpath(posixpath.join(posixpath.dirname(source.lower()), key))
+        key = key.lstrip("/")
+        if key in self.by_path:
+            return LinkResolution(self.by_path[key], "path")
+        suffix = [rel for path, rel in self.by_path.items() if path.endswith("/" + key)]
+        return self._pick(suffix, source, "path suffix") or LinkResolution(None)
+
+    def _resolve_alias(self, key: str, source: str) -> LinkResolution:
+        if self._read_aliases is None:
+            return LinkResolution(None)
+        if self._by_alias is None:  # read only when a link names no file
+            self._by_alias = defaultdict(list)
+            for rel in sorted(self.by_path.values()):
+                for alias in self._read_aliases(rel):
+                    self._by_alias[alias.lower()].append(rel)
+        return self._pick(self._by_alias.get(key, []), source, "alias") or LinkResolution(None)
+
+    @staticmethod
+    def _pick(candidates: list[str], source: str, rule: str) -> LinkResolution | None:
+        if not candidates:
+            return None
+        ranked = closest(list(dict.fromkeys(candidates)), source)
+        return LinkResolution(ranked[0], rule, tuple(ranked) if len(ranked) > 1 else ())
+
+
+class VaultCache:
+    """One vault's scans, parsed notes and link indexes, for every extraction in one process: the
+    DAG runs all five tasks' extractions over the same notes. What a task skipped or repaired is
+    still its own record (extract.NoteReader); only the reading is shared."""
+
+    def __init__(self, vault: Path):
+        self.vault = vault
+        self._scans: dict[bool, VaultScan] = {}
+        self._notes: dict[str, Note | BadNote] = {}
+        self._indexes: dict[bool, LinkIndex] = {}
+
+    def scan(self, follow_external_links: bool = False) -> VaultScan:
+        if follow_external_links not in self._scans:
+            self._scans[follow_external_links] = scan_vault(self.vault, follow_external_links)
+        return self._scans[follow_external_links]
+
+    def note(self, rel_path: str) -> Note:
+        """read_note, once per note; raises its BadNote again on every later ask."""
+        if rel_path not in self._notes:
+            try:
+                self._notes[rel_path] = read_note(self.vault, rel_path)
+            except BadNote as bad:
+                self._notes[rel_path] = bad
+        found = self._notes[rel_path]
+        if isinstance(found, BadNote):
+            raise found
+        return found
+
+    def link_index(self, follow_external_links: bool = False) -> LinkIndex:
+        if follow_external_links not in self._indexes:
+            notes = self.scan(follow_external_links).notes
+            self._indexes[follow_external_links] = LinkIndex(notes, self.aliases)
+        return self._indexes[follow_external_links]
+
+    def aliases(self, rel_path: str) -> list[str]:
+        """A note's aliases, or none when it cannot be parsed (extract reports it where it is
+        used). Only a note that says "alias" anywhere is parsed: the alias index reads every note."""
+        try:
+            if rel_path not in self._notes and b"alias" not in (self.vault / rel_path).read_bytes():
+                return []
+            return note_aliases(self.note(rel_path).meta)
+        except (BadNote, OSError):
+            return []
+
+
+def _peek_tags(read: Callable[[str], Note], rel_path: str) -> list[str] | None:
     """Tags of a note, or None when the note cannot be parsed (keep it: extract reports it)."""
     try:
-        return read_note(vault, rel_path).tags
+        return read(rel_path).tags
     except BadNote:
         return None
 
@@ -243,10 +380,13 @@ def matches_location(rel_path: str, selector: dict) -> bool:
     return in_folder or any(fnmatch.fnmatch(rel_path, pattern) for pattern in globs)
 
 
-def select_notes(vault: Path, selector: dict, all_notes: list[str] | None = None) -> list[str]:
+def select_notes(
+    vault: Path, selector: dict, all_notes: list[str] | None = None, cache: VaultCache | None = None
+) -> list[str]:
     """Primary notes of a task: location match, then tag match, minus exclusions."""
+    cache = cache or VaultCache(vault)
     if all_notes is None:
-        all_notes = list_notes(vault, selector.get("follow_external_links", False))
+        all_notes = cache.scan(selector.get("follow_external_links", False)).notes
     wanted_tags = {tag.lstrip("#") for tag in selector.get("tags") or []}
     excluded = selector.get("exclude_globs") or []
     selected = []
@@ -256,7 +396,7 @@ def select_notes(vault: Path, selector: dict, all_notes: list[str] | None = None
         if any(fnmatch.fnmatch(rel, pattern) for pattern in excluded):
             continue
         if wanted_tags:
-            tags = _peek_tags(vault, rel)
+            tags = _peek_tags(cache.note, rel)
             if tags is not None and not wanted_tags.intersection(tags):
                 continue
         selected.append(rel)
