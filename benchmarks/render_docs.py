@@ -77,6 +77,51 @@ def quality_block(build: dict) -> list[str]:
     )
     teacher = "the 135M teacher, not correctness" if figures["teacher_is_base"] else "the teacher"
     lines.append(f"Field agreement with the teacher's answers (tuned): {agreement}; it measures fidelity to {teacher}.")
+    if gold_fields(figures):
+        lines.append(
+            f"Against the truth in the notes themselves (gold, {gold_provenance(build)}): the teacher is right on "
+            f"{gold_total(figures, 'teacher_gold')}, tuned + grammar on {gold_total(figures, 'tuned_grammar')} and "
+            f"tuned alone on {gold_total(figures, 'tuned')}; judge has no gold field."
+        )
+    return lines
+
+
+def gold_fields(figures: dict) -> list[tuple[str, str]]:
+    """(task, field) of every gold field the results file scores."""
+    return [(task, field) for task, arms in figures["tasks"].items() for field in arms.get("teacher_gold", {})]
+
+
+def gold_of(figures: dict, task: str, arm: str) -> dict:
+    arms = figures["tasks"][task]
+    return arms["teacher_gold"] if arm == "teacher_gold" else arms[arm]["gold"]
+
+
+def gold_total(figures: dict, arm: str) -> str:
+    """'84 of 140': right answers over every gold field of every task, for an arm or the teacher."""
+    cells = [gold_of(figures, task, arm)[field] for task, field in gold_fields(figures)]
+    return f"{sum(cell['correct'] for cell in cells)} of {sum(cell['n'] for cell in cells)}"
+
+
+def gold_provenance(build: dict) -> str:
+    rescored = build["quality"].get("rescored")
+    return f"scored at commit {rescored['commit']} on {rescored['date']}" if rescored else "scored with the build"
+
+
+def gold_table(figures: dict, arms: list[str]) -> list[str]:
+    columns = ["teacher_gold", *arms]
+    names = {"teacher_gold": "teacher", **ARM_NAMES}
+    lines = ["| task | field | " + " | ".join(names[column] for column in columns) + " | tuned / teacher |"]
+    lines.append("|---" * (len(columns) + 3) + "|")
+    for task, field in gold_fields(figures):
+        cells = []
+        for column in columns:
+            cell = gold_of(figures, task, column)[field]
+            low, high = (round(100 * bound) for bound in cell["ci95"])
+            cells.append(f"{cell['correct']}/{cell['n']} ({low}–{high}%)")
+        teacher, tuned = gold_of(figures, task, "teacher_gold")[field], gold_of(figures, task, "tuned")[field]
+        ratio = f"{tuned['rate'] / teacher['rate']:.2f}" if teacher["rate"] else "–"
+        lines.append(f"| {task} | {field} | " + " | ".join(cells) + f" | {ratio} |")
+    lines.append("| all | | " + " | ".join(gold_total(figures, column) for column in columns) + " | |")
     return lines
 
 
@@ -95,6 +140,14 @@ def quality_table_block(build: dict) -> list[str]:
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
     totals = [total(figures, arm) for arm in arms]
     lines.append("| all five | " + " | ".join(totals) + " |")
+    if gold_fields(figures):
+        lines += [
+            "",
+            f"Gold, right against the notes themselves ({gold_provenance(build)}, from this build's answers); "
+            "an answer that is not schema-valid counts as wrong:",
+            "",
+            *gold_table(figures, arms),
+        ]
     return lines
 
 

@@ -35,7 +35,7 @@ def test_quality_figures_keep_what_the_docs_show_per_task_and_arm():
     arm |= {"ran_to_max_tokens": 1, "fields": {"score": {}}, "outcomes": {"compliant": 31}}
     quality = {"arms": ["tuned"], "teacher_is_base": True, "tasks": {"judge": {"tuned": arm, "inputs": {}}}}
     kept = default_build.quality_figures(quality)["tasks"]["judge"]["tuned"]
-    assert set(kept) == set(default_build.ARM_FIGURES) and kept["compliant"] == 31
+    assert set(kept) == set(default_build.ARM_FIGURES) - {"gold"} and kept["compliant"] == 31  # no gold: none here
 
 
 def test_passed_count_reads_pytests_summary():
@@ -61,3 +61,26 @@ def test_the_scale_vault_has_duplicate_names_dangling_links_windows_notes_and_da
     assert any(index.resolve(link, path).ambiguous for path, link in links)
     seeder = extract_task_inputs(tmp_path, "H", {"folders": ["topics", "tech"], "group": "linked"})
     assert seeder.stats()["ambiguous_links"] > 0 and seeder.stats()["repaired"]["line endings"] > 0
+
+
+def test_quality_figures_keep_each_arms_gold_and_the_teachers():
+    arm = {
+        "n": 2,
+        "compliant": 1,
+        "ci95": [0.1, 0.9],
+        "field_agreement": 0.5,
+        "valid_but_wrong": 0,
+        "ran_to_max_tokens": 0,
+    }
+    gold = {"goal": {"n": 2, "correct": 1, "rate": 0.5, "ci95": [0.1, 0.9]}}
+    quality = {
+        "arms": ["tuned"],
+        "teacher_is_base": True,
+        "tasks": {
+            "planner": {"tuned": {**arm, "gold": gold, "outcomes": {}}, "teacher_gold": gold},
+            "judge": {"tuned": {**arm, "outcomes": {}}},
+        },
+    }
+    figures = default_build.quality_figures(quality)
+    assert figures["tasks"]["planner"] == {"tuned": {**arm, "gold": gold}, "teacher_gold": gold}
+    assert figures["tasks"]["judge"] == {"tuned": arm}

@@ -18,6 +18,8 @@ from vault_distill.quality import (
     as_deployed,
     field_agreement,
     field_kind,
+    gold_accuracy,
+    gold_correct,
     heldout_rows,
     normalized_tokens,
     render_quality_markdown,
@@ -273,3 +275,36 @@ def test_grammar_arm_on_the_real_bundled_gguf_answers_valid_json_for_every_task(
         assert records["base_grammar"]["decoding"] == config["decoding"]
         scored = score_arm(records["base_grammar"]["answers"], heldout, {}, schema(task))
         assert all(answer["compliant"] for answer in scored), (task, scored[0]["text"], scored[0]["errors"])
+
+
+def plan(goal: str) -> str:
+    return json.dumps({"goal": goal, "next_actions": ["start"], "blocker": "", "horizon_weeks": 4})
+
+
+def test_gold_matches_titles_by_token_overlap_and_languages_by_their_aliases():
+    assert gold_correct("title", "Raft", "Raft consensus")  # F1 0.67
+    assert not gold_correct("title", "Leader election", "Raft consensus")
+    assert gold_correct("language", "Python", "python") and gold_correct("language", "sh", "bash")
+    assert not gold_correct("language", ["bash"], "bash") and not gold_correct("exact", "Rising", "rising")
+
+
+def test_gold_accuracy_counts_an_invalid_answer_wrong_and_gives_its_interval():
+    gold = {"a": {"goal": "Run a sub-50 10k"}, "b": {"goal": "Bake rye"}, "c": {}}
+    answers = {"a": json.loads(plan("sub-50 10k run")), "b": None, "c": json.loads(plan("anything"))}
+    assert gold_accuracy("planner", answers, gold) == {
+        "goal": {"n": 2, "correct": 1, "rate": 0.5, "ci95": [round(v, 4) for v in wilson_interval(1, 2)]}
+    }
+    assert gold_accuracy("judge", answers, gold) == {}
+
+
+def test_task_quality_scores_the_teacher_and_every_arm_on_gold_and_gives_fidelity():
+    heldout = [row("v", reference=plan("Run a sub-50 10k")), row("u", source="unseen")]
+    arms = {arm: [answer("v", plan("Run a sub-50 10k")), answer("u", plan("Bake rye bread"))] for arm in ARMS}
+    arms["tuned"] = [answer("v", plan("Something else")), answer("u", "not json")]
+    gold = {"v": {"goal": "Run a sub-50 10k"}, "u": {"goal": "Bake a pure rye loaf"}, "elsewhere": {"goal": "x"}}
+    quality = task_quality(heldout, {"u": plan("Sourdough starter")}, arms, schema("planner"), gold, "planner")
+    assert quality["teacher_gold"]["goal"]["n"] == 2 and quality["teacher_gold"]["goal"]["correct"] == 1
+    assert quality["base"]["gold"]["goal"]["correct"] == 2 and quality["base"]["fidelity"] == {"goal": 2.0}
+    assert quality["tuned"]["gold"]["goal"]["correct"] == 0 and quality["tuned"]["fidelity"] == {"goal": 0.0}
+    deployed = as_deployed(quality, enforce_schema=True)
+    assert deployed["gold"] == quality["tuned_grammar"]["gold"]

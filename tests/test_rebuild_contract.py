@@ -374,7 +374,7 @@ def test_quality_inputs_setting_reselects_the_held_out_inputs_only(work):
     config["quality"]["max_inputs"] = 3
     write_config(work, config)
     assert planned_jobs(work) == set()
-    rules = ("quality_heldout", "quality_teach", "quality_base", "quality_tuned")
+    rules = ("quality_heldout", "quality_gold", "quality_teach", "quality_base", "quality_tuned")
     assert_plan(work, {(rule, task) for task in TASKS for rule in rules} | QUALITY, "quality")
 
 

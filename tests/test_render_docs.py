@@ -53,3 +53,19 @@ def test_the_readme_stays_a_users_guide():
     assert len(readme.splitlines()) <= 250
     assert not re.search(r"issue [0-9]", readme), "the README speaks of the product, not its tracker"
     assert readme.startswith("# vault-distill\n\n```bash\nmake all")
+
+
+def test_gold_totals_add_every_field_of_every_task_and_name_when_they_were_scored():
+    record = build_record()
+    figures = record["quality"]["figures"]
+    fields = render_docs.gold_fields(figures)
+    assert fields and all(task != "judge" for task, _ in fields)
+    right = sum(figures["tasks"][task]["tuned_grammar"]["gold"][field]["correct"] for task, field in fields)
+    n = sum(figures["tasks"][task]["teacher_gold"][field]["n"] for task, field in fields)
+    assert render_docs.gold_total(figures, "tuned_grammar") == f"{right} of {n}"
+    changed = copy.deepcopy(record)
+    task, field = fields[0]
+    changed["quality"]["figures"]["tasks"][task]["teacher_gold"][field]["correct"] += 1
+    assert render_docs.quality_block(changed)[-1] != render_docs.quality_block(record)[-1]
+    scored_at = f"scored at commit {record['quality']['rescored']['commit']}"
+    assert any(line.startswith("Gold") and scored_at in line for line in render_docs.quality_table_block(record))

@@ -255,7 +255,7 @@ def quality_arm_outputs(arms):
 def quality_inputs():
     """Everything the quality report reads: every task's held-out inputs and arms, the teacher's
     answers to the unseen inputs when quality.teacher_labels asks for them, and the schemas."""
-    keys = ["heldout", *QUALITY_ARMS_BUILT]
+    keys = ["heldout", "gold", *QUALITY_ARMS_BUILT]
     if config["quality"]["teacher_labels"]:
         keys.append("teacher")
     files = [quality_files(task)[key] for task in TASKS for key in keys]

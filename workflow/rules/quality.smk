@@ -28,6 +28,28 @@ rule quality_heldout:
         "../scripts/quality_heldout.py"
 
 
+# Gold values for the held-out inputs, from the notes each was built from (vault_distill/gold.py):
+# truth that no model gave. The notes are inputs, so an edit to one re-derives its labels.
+rule quality_gold:
+    input:
+        heldout="results/quality/{task}/heldout.jsonl",
+        inputs="results/{task}/inputs.jsonl",
+        notes=task_notes,
+    output:
+        "results/quality/{task}/gold.jsonl",
+    log:
+        "results/logs/{task}/quality_gold.log",
+    conda:
+        "../../envs/vault-distill.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        vault=config["vault"],
+    script:
+        "../scripts/quality_gold.py"
+
+
 # Teacher answers for the held-out inputs that have none (quality.teacher_labels), through the
 # same cache as the teach jobs: an input already answered there is never paid for again.
 rule quality_teach:

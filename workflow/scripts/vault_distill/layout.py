@@ -137,5 +137,6 @@ def quality_files(task: str, results: str = RESULTS) -> dict[str, str]:
         "heldout": f"{folder}/heldout.jsonl",
         "unseen_inputs": f"{folder}/unseen_inputs.jsonl",
         "teacher": f"{folder}/teacher.jsonl",
+        "gold": f"{folder}/gold.jsonl",
         **{arm: f"{folder}/answers/{arm}.json" for arm in ALL_QUALITY_ARMS},
     }

@@ -28,6 +28,7 @@ import jsonschema
 
 from .evaluate import COMPLIANCE_RULE, OUTCOMES, answer_chats, load_gguf, reference_answer, score_model_answers
 from .failure_modes import CONTENT_DEFECTS, PATTERNS, failure_patterns
+from .gold import GOLD_RULES, TITLE_F1, normalized_language
 from .layout import ALL_QUALITY_ARMS, QUALITY_ADAPTER_ARMS, QUALITY_ARMS, QUALITY_SFT_ARMS, quality_files
 from .report import _pyplot, markdown_table
 from .runtime import read_jsonl
@@ -314,14 +315,88 @@ def arm_statistics(scored: list[dict]) -> dict:
     }
 
 
-def task_quality(heldout: list[dict], references: dict[str, str], arms: dict[str, list[dict]], schema: dict) -> dict:
-    """One task's arms (ARMS, and ADAPTER_ARMS where given), scored and summarised."""
+def gold_correct(match: str, answer, gold) -> bool:
+    """One field of a valid answer against its gold value, by the gold rule's `match`."""
+    if match == "title":
+        return isinstance(answer, str) and token_f1(normalized_tokens(answer), normalized_tokens(gold)) >= TITLE_F1
+    if match == "language":
+        return isinstance(answer, str) and normalized_language(answer) == gold
+    return answer == gold
+
+
+def gold_accuracy(task: str, answers: dict[str, dict | None], gold: dict[str, dict]) -> dict[str, dict]:
+    """Per gold field of the task: n (held-out inputs with a gold value), correct (valid answers
+    that match it; an invalid answer, None here, is wrong), rate and Wilson 95% interval."""
+    accuracy = {}
+    for field, rule in GOLD_RULES.get(task, {}).items():
+        ids = [row_id for row_id, values in gold.items() if field in values]
+        correct = sum(
+            answers.get(row_id) is not None
+            and gold_correct(rule.match, answers[row_id].get(field), gold[row_id][field])
+            for row_id in ids
+        )
+        low, high = wilson_interval(correct, len(ids))
+        rate = round(correct / len(ids), 4) if ids else None
+        accuracy[field] = {"n": len(ids), "correct": correct, "rate": rate, "ci95": [round(low, 4), round(high, 4)]}
+    return accuracy
+
+
+def valid_answers(scored: list[dict]) -> dict[str, dict | None]:
+    """id -> the parsed answer where it is schema-valid, else None."""
+    return {score["id"]: json.loads(score["text"]) if score["valid"] else None for score in scored}
+
+
+def teacher_answers(labels: dict[str, str], schema: dict) -> dict[str, dict | None]:
+    """id -> the teacher's parsed answer where it is schema-valid, else None."""
+    validator = jsonschema.Draft202012Validator(schema)
+    parsed = {}
+    for row_id, text in labels.items():
+        try:
+            answer = json.loads(text)
+        except json.JSONDecodeError:
+            answer = None
+        parsed[row_id] = answer if isinstance(answer, dict) and validator.is_valid(answer) else None
+    return parsed
+
+
+def fidelity(student: dict[str, dict], teacher: dict[str, dict]) -> dict[str, float | None]:
+    """Per gold field: the student's gold accuracy over the teacher's (None where the teacher has none)."""
+    return {
+        field: round(student[field]["rate"] / teacher[field]["rate"], 4) if teacher[field]["rate"] else None
+        for field in student
+    }
+
+
+def add_gold(summary: dict, task: str, scored: dict[str, list[dict]], labels: dict[str, str], gold, schema) -> None:
+    """Gold accuracy for every arm and for the teacher, and each arm's fidelity to the teacher."""
+    heldout_ids = {score["id"] for scores in scored.values() for score in scores}
+    gold = {row_id: values for row_id, values in gold.items() if row_id in heldout_ids}
+    teacher = gold_accuracy(task, {i: a for i, a in teacher_answers(labels, schema).items() if i in gold}, gold)
+    summary["teacher_gold"] = teacher
+    for arm, scores in scored.items():
+        summary[arm]["gold"] = gold_accuracy(task, valid_answers(scores), gold)
+        summary[arm]["fidelity"] = fidelity(summary[arm]["gold"], teacher)
+
+
+def task_quality(
+    heldout: list[dict],
+    references: dict[str, str],
+    arms: dict[str, list[dict]],
+    schema: dict,
+    gold: dict[str, dict] | None = None,
+    task: str = "",
+) -> dict:
+    """One task's arms (ARMS, and ADAPTER_ARMS where given), scored and summarised; with `gold`
+    (id -> gold values, see gold.py), each arm's and the teacher's gold accuracy too."""
     missing = [arm for arm in ARMS if arm not in arms]
     if missing:
         raise QualityError(f"no answers for the arm(s) {', '.join(missing)}")
     # A val row's reference is the answer the split holds; the teacher's labels fill in the rest.
     labels = {**references, **{row["id"]: row["reference"] for row in heldout if row["reference"] is not None}}
-    summary = {arm: arm_statistics(score_arm(arms[arm], heldout, labels, schema)) for arm in ALL_ARMS if arm in arms}
+    scored = {arm: score_arm(arms[arm], heldout, labels, schema) for arm in ALL_ARMS if arm in arms}
+    summary = {arm: arm_statistics(scores) for arm, scores in scored.items()}
+    if gold is not None:
+        add_gold(summary, task, scored, labels, gold, schema)
     summary["inputs"] = {
         "heldout": len(heldout),
         "val": sum(row["source"] == "val" for row in heldout),
@@ -341,8 +416,9 @@ def as_deployed(task_arms: dict, enforce_schema: bool) -> dict:
     """The headline figure: compliance as deployed, and without the format for a caller who
     sends none (Ollama without `format`, or serve with response_format text)."""
     arm = deployed_arm(enforce_schema)
-    keys = ("n", "compliant", "rate", "ci95", "field_agreement")
-    return {"arm": arm, **{key: task_arms[arm][key] for key in keys}, "without_format": task_arms["tuned"]["compliant"]}
+    keys = ("n", "compliant", "rate", "ci95", "field_agreement", "gold")
+    deployed = {key: task_arms[arm][key] for key in keys if key in task_arms[arm]}
+    return {"arm": arm, **deployed, "without_format": task_arms["tuned"]["compliant"]}
 
 
 def read_arm(path: str | Path) -> dict:
@@ -435,6 +511,23 @@ def deployed_line(quality: dict) -> str:
     return f"{how}: {per_task}: **{compliant} of {n}** compliant; without the format, {without} of {n}."
 
 
+def _gold_cell(accuracy: dict) -> str:
+    return f"{accuracy['correct']}/{accuracy['n']} ({_interval(accuracy['ci95'])})" if accuracy["n"] else "–"
+
+
+def gold_table_rows(quality: dict) -> list[dict[str, str]]:
+    """Task x gold field rows: the rule, the teacher's accuracy, each arm's, and tuned's fidelity."""
+    rows = []
+    for task, arms in quality["tasks"].items():
+        for field, teacher in arms.get("teacher_gold", {}).items():
+            row = {"task": task, "field": field, "truth": GOLD_RULES[task][field].rule, "teacher": _gold_cell(teacher)}
+            row |= {arm: _gold_cell(arms[arm]["gold"][field]) for arm in quality["arms"]}
+            ratio = arms["tuned"]["fidelity"][field]
+            row["tuned / teacher"] = "–" if ratio is None else f"{ratio:.2f}"
+            rows.append(row)
+    return rows
+
+
 def _markdown_table(rows: list[dict[str, str]]) -> list[str]:
     return markdown_table(list(rows[0]) if rows else [], rows)
 
@@ -483,29 +576,52 @@ def render_quality_markdown(quality: dict) -> str:
         "",
         *_markdown_table(pattern_table_rows(quality, "compliant_with_defects")),
     ]
+    lines += [
+        "",
+        "## Gold: right against the notes themselves",
+        "",
+        "Fields whose truth is in the input's notes, derived by a rule (see gold.py), on the held-out "
+        "inputs that have one; an answer that is not schema-valid counts as wrong. Judge has no such field.",
+        "",
+        *_markdown_table(gold_table_rows(quality)),
+    ]
     lines += ["", "## Agreement with the teacher, per field", "", *_markdown_table(field_table_rows(quality))]
     inputs = [f"{task} {arms['inputs']['heldout']}" for task, arms in quality["tasks"].items()]
     lines += ["", f"Held-out inputs per task: {', '.join(inputs)}."]
     return "\n".join(lines) + "\n"
 
 
-def plot_quality(quality: dict, out: str | Path) -> None:
-    """Compliance rate per task and arm, with Wilson 95% interval bars."""
-    plt = _pyplot()
-    tasks = list(quality["tasks"])
-    arms = quality["arms"]
-    width = 0.8 / len(arms)
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(tasks)), 4))
-    for index, arm in enumerate(arms):
-        stats = [quality["tasks"][task][arm] for task in tasks]
-        rates = [s["rate"] for s in stats]
-        errors = [[s["rate"] - s["ci95"][0] for s in stats], [s["ci95"][1] - s["rate"] for s in stats]]
-        positions = [t + (index - (len(arms) - 1) / 2) * width for t in range(len(tasks))]
-        ax.bar(positions, rates, width, yerr=errors, capsize=3, label=arm)
-    ax.set_xticks(range(len(tasks)), tasks)
+def _bars(ax, groups: list[str], series: dict[str, list[dict]], ylabel: str) -> None:
+    """One bar per series in each group, at its rate, with its Wilson 95% interval."""
+    width = 0.8 / len(series)
+    for index, (name, stats) in enumerate(series.items()):
+        rates = [s["rate"] or 0.0 for s in stats]
+        low = [rate - s["ci95"][0] for rate, s in zip(rates, stats, strict=True)]
+        high = [s["ci95"][1] - rate for rate, s in zip(rates, stats, strict=True)]
+        errors = [low, high]
+        positions = [g + (index - (len(series) - 1) / 2) * width for g in range(len(groups))]
+        ax.bar(positions, rates, width, yerr=errors, capsize=3, label=name)
+    ax.set_xticks(range(len(groups)), groups)
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel("format compliance (Wilson 95% CI)")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), fontsize="small", ncols=len(arms), frameon=False)
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), fontsize="small", ncols=len(series), frameon=False)
+
+
+def plot_quality(quality: dict, out: str | Path) -> None:
+    """Compliance rate per task and arm; below it, where there are gold fields, the gold accuracy
+    of the teacher and each arm per field; each with Wilson 95% interval bars."""
+    plt = _pyplot()
+    tasks, arms = list(quality["tasks"]), quality["arms"]
+    fields = [(task, field) for task in tasks for field in quality["tasks"][task].get("teacher_gold", {})]
+    fig, axes = plt.subplots(
+        2 if fields else 1, 1, figsize=(max(6, 1.6 * len(tasks)), 8 if fields else 4), squeeze=False
+    )
+    compliance = {arm: [quality["tasks"][task][arm] for task in tasks] for arm in arms}
+    _bars(axes[0][0], tasks, compliance, "format compliance (Wilson 95% CI)")
+    if fields:
+        gold = {"teacher": [quality["tasks"][task]["teacher_gold"][field] for task, field in fields]}
+        gold |= {arm: [quality["tasks"][task][arm]["gold"][field] for task, field in fields] for arm in arms}
+        _bars(axes[1][0], [f"{task}\n{field}" for task, field in fields], gold, "gold accuracy (Wilson 95% CI)")
     fig.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
@@ -535,7 +651,8 @@ def build_quality(
         references = teacher_references(read_jsonl(files["teacher"])) if teacher_labels else {}
         answers = {arm: read_arm(files[arm])["answers"] for arm in arms}
         schema = json.loads(Path(schema_file).read_text(encoding="utf-8"))
-        tasks[task] = task_quality(heldout, references, answers, schema)
+        gold = {row["id"]: row["gold"] for row in read_jsonl(files["gold"])}
+        tasks[task] = task_quality(heldout, references, answers, schema, gold, task)
         tasks[task]["as_deployed"] = as_deployed(tasks[task], enforce_schema)
     return {
         "arms": list(arms),
