@@ -84,3 +84,13 @@ def test_quality_figures_keep_each_arms_gold_and_the_teachers():
     figures = default_build.quality_figures(quality)
     assert figures["tasks"]["planner"] == {"tuned": {**arm, "gold": gold}, "teacher_gold": gold}
     assert figures["tasks"]["judge"] == {"tuned": arm}
+
+
+def test_the_holdout_benchmark_points_the_recipe_at_the_repositorys_vault(tmp_path):
+    import yaml
+    from conftest import ROOT
+
+    holdout_quality = load_benchmark("holdout_quality")
+    recipe = yaml.safe_load(holdout_quality.holdout_recipe(tmp_path).read_text(encoding="utf-8"))
+    assert recipe["quality"]["holdout"]["vault"] == str(ROOT / "resources" / "vault_holdout")
+    assert set(recipe["quality"]["holdout"]["select"]) == {"judge", "planner", "seeder", "analyst", "reflector"}

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import FIVE_TASK_EXAMPLES, default_config, snakemake, write_config
+from conftest import FIVE_TASK_EXAMPLES, default_config, snakemake, write_config, write_note
 
 pytestmark = pytest.mark.slow
 
@@ -106,9 +106,9 @@ def dry_run_jobs(text: str) -> list[tuple[str, str | None]]:
 
 
 def task_of(output: str) -> str | None:
-    """The task of results/<task>/... and of results/quality/<task>/...; None for shared files."""
+    """The task of results/<task>/... and of results/{quality,holdout}/<task>/...; None for shared files."""
     parts = Path(output).parts
-    if parts[:2] == ("results", "quality"):
+    if parts[:2] in (("results", "quality"), ("results", "holdout")):
         parts = ("results", *parts[2:])
     return parts[1] if len(parts) > 2 and parts[0] == "results" and parts[1] in TASKS else None
 
@@ -459,3 +459,54 @@ def test_the_prefer_stage_on_then_its_settings_then_off(work):
     config["preference"] = {"enabled": False}
     write_config(work, config)
     assert_plan(work, {(rule, "judge") for rule in AFTER_PREFER}, "judge")
+
+
+HOLDOUT_JOBS = ("quality_holdout_extract", "quality_holdout_heldout", "quality_holdout_teach", "quality_holdout_gold")
+HOLDOUT_ARMS = ("quality_holdout_base", "quality_holdout_tuned")
+
+
+def write_holdout_vault(vault: Path) -> None:
+    """Another person's vault: other folders, other front matter keys, Windows line endings."""
+    for n in range(4):
+        write_note(
+            vault,
+            f"Objectives/Finish the walnut table {n}.md",
+            f"---\nkind: objective\ntarget: 2025-0{n + 3}-01\n---\nSand, oil. See [[Oiling walnut]], [[Missing]].\n",
+        )
+        fence = "```r" if n % 2 else "```vba"
+        write_note(
+            vault, f"Bench/Stock sheet fix {n}.md", f"---\nkind: bench\n---\nThe macro broke.\n{fence}\nx <- 1\n```\n"
+        )
+    write_note(vault, "Wiki/Oiling walnut.md", b"---\r\nkind: concept\r\n---\r\nThree thin coats.\r\n")
+
+
+def test_the_holdout_vault_is_scored_by_the_trained_models_and_trains_nothing(work):
+    """quality.holdout: planner and analyst read a second vault. quality_holdout extracts, asks the
+    teacher through the cache, derives gold and answers with the built GGUFs: no job of `all` runs,
+    and the report puts both vaults side by side."""
+    write_holdout_vault(work / "holdout")
+    config = read_config(work)
+    config["quality"]["holdout"] = {
+        "vault": "holdout",
+        "select": {"planner": {"folders": ["Objectives"], "group": "linked"}, "analyst": {"folders": ["Bench"]}},
+    }
+    write_config(work, config)
+    assert planned_jobs(work, "all") == set()
+    per_task = {(rule, task) for task in ("planner", "analyst") for rule in (*HOLDOUT_JOBS, *HOLDOUT_ARMS)}
+    assert_plan(work, per_task | {("quality_holdout", None)}, "quality_holdout")
+    snakemake(work, "--cores", "2", "quality_holdout", timeout=1800)
+    holdout = json.loads((work / "results/holdout/quality.json").read_text(encoding="utf-8"))
+    assert list(holdout["tasks"]) == ["planner", "analyst"] and holdout["vault"] == "holdout"
+    # quality.max_inputs (2 in this build) of the 4 inputs each task finds there.
+    assert all(holdout["tasks"][task]["tuned"]["n"] == 2 for task in holdout["tasks"])
+    heldout = [json.loads(line) for line in (work / "results/holdout/planner/heldout.jsonl").read_text().splitlines()]
+    assert {row["source"] for row in heldout} == {"unseen"} and all(
+        "\r" not in row["messages"][1]["content"] for row in heldout
+    )
+    assert "Oiling walnut" in heldout[0]["messages"][1]["content"]  # the linked note, read as LF
+    gold = [json.loads(line)["gold"] for line in (work / "results/holdout/analyst/gold.jsonl").read_text().splitlines()]
+    assert len(gold) == 2 and {row["language"] for row in gold} <= {"r", "vba"}
+    assert holdout["tasks"]["analyst"]["teacher_gold"]["language"]["n"] == 2
+    markdown = (work / "results/holdout/quality.md").read_text(encoding="utf-8")
+    assert "| planner | sample (held out) |" in markdown and "| planner | holdout | 2 |" in markdown
+    assert planned_jobs(work, "quality_holdout") == set() and planned_jobs(work, "all") == set()

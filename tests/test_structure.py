@@ -20,6 +20,11 @@ SHARED_SCRIPTS = {
     "quality_tuned_adapter": "quality_answers",
     "quality_sft": "quality_answers",
     "quality_teach": "teach",
+    "quality_holdout_extract": "extract",
+    "quality_holdout_teach": "teach",
+    "quality_holdout_gold": "quality_gold",
+    "quality_holdout_base": "quality_answers",
+    "quality_holdout_tuned": "quality_answers",
 }
 MAX_FUNCTION_LINES = 60
 

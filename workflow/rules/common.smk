@@ -19,6 +19,7 @@ from vault_distill.config import (  # noqa: E402
 from vault_distill import layout  # noqa: E402
 from vault_distill.layout import (  # noqa: E402
     QUALITY_ADAPTER_ARMS as ADAPTER_ARMS,
+    QUALITY_ARMS,
     QUALITY_SFT_ARMS as SFT_ARMS,
     base_gguf_path,
     eval_json,
@@ -61,6 +62,11 @@ TASKS = list(config["tasks"])
 VAULT = Path(config["vault"])
 # The DAG extracts every task from the same notes: scanned and parsed once for all of them.
 VAULT_CACHE = VaultCache(VAULT)
+# The second vault, for evaluation only (quality.holdout), and the tasks it has a selector for.
+HOLDOUT = config["quality"]["holdout"]
+HOLDOUT_VAULT = Path(HOLDOUT["vault"]) if HOLDOUT["vault"] else None
+HOLDOUT_TASKS = [task for task in TASKS if task in HOLDOUT["select"]]
+HOLDOUT_CACHE = VaultCache(HOLDOUT_VAULT) if HOLDOUT_VAULT else None
 GGUF_SUFFIX = gguf_suffix(config["gguf"]["outtype"])
 MERGED_GGUF = merged_gguf_path("{task}", GGUF_SUFFIX)
 BASE_GGUF = base_gguf_path(GGUF_SUFFIX)
@@ -121,6 +127,41 @@ def task_extraction(task):
     usable inputs they give, exactly as that job will find them."""
     settings = config["tasks"][task]
     return extract_task_inputs(VAULT, settings["header"], settings["select"], VAULT_CACHE)
+
+
+@functools.cache
+def holdout_extraction(task):
+    """The task's extraction from the holdout vault, as quality_holdout_extract will run it."""
+    if HOLDOUT_VAULT is None:
+        raise WorkflowError(
+            "quality.holdout.vault: not set; quality_holdout needs a vault to score on"
+        )
+    if task not in HOLDOUT["select"]:
+        raise WorkflowError(
+            f"quality.holdout.select.{task}: no selector for this task in the holdout vault"
+        )
+    header = config["tasks"][task]["header"]
+    return extract_task_inputs(HOLDOUT_VAULT, header, HOLDOUT["select"][task], HOLDOUT_CACHE)
+
+
+def holdout_notes(wildcards):
+    """The holdout notes this task reads; none usable stops the DAG, naming the selector."""
+    result = holdout_extraction(wildcards.task)
+    shortfall = too_few_inputs(result, HOLDOUT_VAULT, HOLDOUT["select"][wildcards.task], 1)
+    if shortfall:
+        raise WorkflowError(f"quality.holdout.select.{wildcards.task}: {shortfall}")
+    return [str(HOLDOUT_VAULT / rel) for rel in result.notes_read]
+
+
+def holdout_selector(wildcards):
+    return HOLDOUT["select"][wildcards.task]
+
+
+def holdout_inputs():
+    """Everything the holdout report reads: each holdout task's files, and the sample's report."""
+    keys = ["heldout", "gold", *QUALITY_ARMS] + ["teacher"] * config["quality"]["teacher_labels"]
+    files = [quality_files(task, bench="holdout")[key] for task in HOLDOUT_TASKS for key in keys]
+    return files + [config["tasks"][task]["output_schema"] for task in HOLDOUT_TASKS]
 
 
 def task_setting(key):
@@ -247,9 +288,9 @@ def report_inputs():
     return files + list(base_files(gguf_type=GGUF_SUFFIX).values())
 
 
-def quality_arm_outputs(arms):
+def quality_arm_outputs(arms, bench="quality"):
     """The answer files of `arms` for the {task} wildcard, named by arm."""
-    return {arm: quality_files("{task}")[arm] for arm in arms}
+    return {arm: quality_files("{task}", bench=bench)[arm] for arm in arms}
 
 
 def quality_inputs():

@@ -198,3 +198,136 @@ use rule quality_base as quality_sft with:
         arms=list(SFT_ARMS),
         decoding=task_decoding,
         n_ctx=evaluation_n_ctx,
+
+
+# The holdout vault (quality.holdout): a second vault that no model learnt from, scored with the
+# same arms, teacher cache and gold rules. `snakemake --cores all quality_holdout`.
+rule quality_holdout_extract:
+    input:
+        notes=holdout_notes,
+    output:
+        inputs="results/holdout/{task}/inputs.jsonl",
+        stats="results/holdout/{task}/extract_stats.json",
+    log:
+        "results/logs/{task}/quality_holdout_extract.log",
+    conda:
+        "../../envs/vault-distill.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        vault=HOLDOUT["vault"],
+        header=task_setting("header"),
+        select=holdout_selector,
+        select_key="quality.holdout.select.{task}",
+    script:
+        "../scripts/extract.py"
+
+
+# Every holdout input is held out: none was ever trained on.
+rule quality_holdout_heldout:
+    input:
+        inputs="results/holdout/{task}/inputs.jsonl",
+        tokenizer="results/base/tokenizer",
+        system_prompt=task_setting("system_prompt"),
+    output:
+        heldout="results/holdout/{task}/heldout.jsonl",
+        unseen_inputs="results/holdout/{task}/unseen_inputs.jsonl",
+    log:
+        "results/logs/{task}/quality_holdout_heldout.log",
+    conda:
+        "../../envs/vault-distill.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        max_length=task_training("max_length"),
+        max_inputs=config["quality"]["max_inputs"],
+    script:
+        "../scripts/quality_holdout_heldout.py"
+
+
+use rule quality_teach as quality_holdout_teach with:
+    input:
+        inputs="results/holdout/{task}/unseen_inputs.jsonl",
+        system_prompt=task_setting("system_prompt"),
+        output_schema=task_setting("output_schema"),
+    output:
+        examples="results/holdout/{task}/teacher.jsonl",
+        rejects="results/holdout/{task}/teacher_rejects.jsonl",
+        stats="results/holdout/{task}/teacher_stats.json",
+    log:
+        "results/logs/{task}/quality_holdout_teach.log",
+    benchmark:
+        "results/benchmarks/{task}/quality_holdout_teach.tsv"
+
+
+use rule quality_gold as quality_holdout_gold with:
+    input:
+        heldout="results/holdout/{task}/heldout.jsonl",
+        inputs="results/holdout/{task}/inputs.jsonl",
+        notes=holdout_notes,
+    output:
+        "results/holdout/{task}/gold.jsonl",
+    log:
+        "results/logs/{task}/quality_holdout_gold.log",
+    params:
+        vault=HOLDOUT["vault"],
+
+
+use rule quality_base as quality_holdout_base with:
+    input:
+        gguf=BASE_GGUF,
+        heldout="results/holdout/{task}/heldout.jsonl",
+        output_schema=task_setting("output_schema"),
+    output:
+        **quality_arm_outputs(BASE_ARMS, "holdout"),
+    log:
+        "results/logs/{task}/quality_holdout_base.log",
+    benchmark:
+        "results/benchmarks/{task}/quality_holdout_base.tsv"
+
+
+use rule quality_base as quality_holdout_tuned with:
+    input:
+        gguf=MERGED_GGUF,
+        heldout="results/holdout/{task}/heldout.jsonl",
+        output_schema=task_setting("output_schema"),
+    output:
+        **quality_arm_outputs(TUNED_ARMS, "holdout"),
+    log:
+        "results/logs/{task}/quality_holdout_tuned.log",
+    benchmark:
+        "results/benchmarks/{task}/quality_holdout_tuned.tsv"
+    params:
+        arms=list(TUNED_ARMS),
+        decoding=task_decoding,
+        n_ctx=evaluation_n_ctx,
+
+
+# The holdout report, with the sample vault's figures beside it.
+rule quality_holdout:
+    input:
+        holdout_inputs(),
+        sample="results/quality/quality.json",
+    output:
+        json="results/holdout/quality.json",
+        markdown="results/holdout/quality.md",
+        plot="results/holdout/quality.png",
+    log:
+        "results/logs/quality_holdout.log",
+    conda:
+        "../../envs/vault-distill.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        schemas={task: config["tasks"][task]["output_schema"] for task in HOLDOUT_TASKS},
+        teacher={key: config["teacher"][key] for key in ("backend", "model")},
+        base_model=config["base_model"],
+        decoding=task_decodings(),
+        teacher_labels=config["quality"]["teacher_labels"],
+        enforce_schema=config["serve"]["enforce_schema"],
+        vault=HOLDOUT["vault"],
+    script:
+        "../scripts/quality_holdout.py"

@@ -16,7 +16,9 @@ for line in ambiguous_link_lines(result.ambiguous_links):
     log.warning("%s", line)
 shortfall = too_few_inputs(result, Path(params.vault), params.select, needed=1)
 if shortfall:
-    raise SystemExit(f"tasks.{snakemake.wildcards.task}.select: {shortfall}")
+    # quality_holdout_extract names its own selector's key.
+    select_key = params.get("select_key", "tasks.{task}.select").format(task=snakemake.wildcards.task)
+    raise SystemExit(f"{select_key}: {shortfall}")
 write_jsonl(snakemake.output.inputs, result.records)
 stats = result.stats()
 write_json(snakemake.output.stats, stats)

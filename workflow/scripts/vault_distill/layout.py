@@ -130,10 +130,19 @@ def task_outputs(task: str, deploy: str, gguf_type: str, results: str = RESULTS)
     return [*shipped, format_path(task, results), eval_json(task, results), eval_samples(task, results)]
 
 
-def quality_files(task: str, results: str = RESULTS) -> dict[str, str]:
-    """Where each job of the quality benchmark writes for one task."""
-    folder = f"{results}/quality/{task}"
+# The quality benchmark's two vaults: the one the models learnt from (its held-out inputs), and a
+# second one that no model ever learnt from (quality.holdout).
+BENCHES = ("quality", "holdout")
+
+
+def quality_files(task: str, results: str = RESULTS, bench: str = "quality") -> dict[str, str]:
+    """Where each job of the quality benchmark writes for one task, on the sample vault's held-out
+    inputs (`quality`) or on the holdout vault (`holdout`)."""
+    if bench not in BENCHES:
+        raise ValueError(f"no quality benchmark {bench!r}: {', '.join(BENCHES)}")
+    folder = f"{results}/{bench}/{task}"
     return {
+        "inputs": f"{results}/{task}/inputs.jsonl" if bench == "quality" else f"{folder}/inputs.jsonl",
         "heldout": f"{folder}/heldout.jsonl",
         "unseen_inputs": f"{folder}/unseen_inputs.jsonl",
         "teacher": f"{folder}/teacher.jsonl",

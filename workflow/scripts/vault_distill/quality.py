@@ -607,6 +607,44 @@ def _bars(ax, groups: list[str], series: dict[str, list[dict]], ylabel: str) -> 
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), fontsize="small", ncols=len(series), frameon=False)
 
 
+def _compliance_cell(stats: dict) -> str:
+    return f"{stats['compliant']}/{stats['n']} ({_interval(stats['ci95'])})"
+
+
+def comparison_rows(sample: dict, holdout: dict) -> list[dict[str, str]]:
+    """Per holdout task, the sample vault's row, then the holdout vault's: compliance with its
+    Wilson interval per arm, tuned's field agreement, and tuned + grammar's gold per field."""
+    rows = []
+    for task in holdout["tasks"]:
+        for name, quality in (("sample (held out)", sample), ("holdout", holdout)):
+            arms = quality["tasks"].get(task)
+            if arms is None:
+                continue
+            row = {"task": task, "vault": name, "n": str(arms["tuned"]["n"])}
+            row |= {arm: _compliance_cell(arms[arm]) for arm in ("tuned", "tuned_grammar", "base_grammar")}
+            row["tuned agreement"] = _percent(arms["tuned"]["field_agreement"])
+            gold = arms["tuned_grammar"].get("gold", {})
+            row["gold (tuned_grammar)"] = (
+                ", ".join(f"{field} {_gold_cell(cell)}" for field, cell in gold.items()) or "–"
+            )
+            rows.append(row)
+    return rows
+
+
+def render_vault_comparison(sample: dict, holdout: dict) -> str:
+    """The holdout report's head: both vaults side by side, task by task."""
+    lines = [
+        "# vault-distill: the holdout vault beside the sample vault",
+        "",
+        f"The models trained on the sample vault answer inputs from `{holdout.get('vault')}`, which none of "
+        "them learnt from, with the same arms, decoding, teacher and gold rules. Compliance is one schema-valid "
+        "JSON object (Wilson 95% interval); agreement is with the teacher's answer to the same input.",
+        "",
+        *_markdown_table(comparison_rows(sample, holdout)),
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def plot_quality(quality: dict, out: str | Path) -> None:
     """Compliance rate per task and arm; below it, where there are gold fields, the gold accuracy
     of the teacher and each arm per field; each with Wilson 95% interval bars."""
@@ -640,13 +678,14 @@ def build_quality(
     results: str = "results",
     arms: tuple[str, ...] = ARMS,
     enforce_schema: bool = True,
+    bench: str = "quality",
 ) -> dict:
     """quality.json over every task in `schemas` (task -> its output schema file), for `arms`
     (ARMS, and ADAPTER_ARMS where gguf.deploy ships adapters). `enforce_schema` (serve's) says
     which arm each task's `as_deployed` figure is: see as_deployed."""
     tasks = {}
     for task, schema_file in schemas.items():
-        files = quality_files(task, results)
+        files = quality_files(task, results, bench)
         heldout = read_jsonl(files["heldout"])
         references = teacher_references(read_jsonl(files["teacher"])) if teacher_labels else {}
         answers = {arm: read_arm(files[arm])["answers"] for arm in arms}
