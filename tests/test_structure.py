@@ -21,6 +21,8 @@ SHARED_SCRIPTS = {
     "quality_sft": "quality_answers",
     "quality_teach": "teach",
     "quality_holdout_extract": "extract",
+    "quality_holdout_heldout": "quality_heldout",
+    "quality_holdout": "quality",
     "quality_holdout_teach": "teach",
     "quality_holdout_gold": "quality_gold",
     "quality_holdout_base": "quality_answers",

@@ -224,8 +224,8 @@ rule quality_holdout_extract:
         "../scripts/extract.py"
 
 
-# Every holdout input is held out: none was ever trained on.
-rule quality_holdout_heldout:
+# Every holdout input is held out (no train or val split: none was ever trained on).
+use rule quality_heldout as quality_holdout_heldout with:
     input:
         inputs="results/holdout/{task}/inputs.jsonl",
         tokenizer="results/base/tokenizer",
@@ -235,16 +235,6 @@ rule quality_holdout_heldout:
         unseen_inputs="results/holdout/{task}/unseen_inputs.jsonl",
     log:
         "results/logs/{task}/quality_holdout_heldout.log",
-    conda:
-        "../../envs/vault-distill.yaml"
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    params:
-        max_length=task_training("max_length"),
-        max_inputs=config["quality"]["max_inputs"],
-    script:
-        "../scripts/quality_holdout_heldout.py"
 
 
 use rule quality_teach as quality_holdout_teach with:
@@ -328,6 +318,8 @@ rule quality_holdout:
         decoding=task_decodings(),
         teacher_labels=config["quality"]["teacher_labels"],
         enforce_schema=config["serve"]["enforce_schema"],
+        arms=list(QUALITY_ARMS),
+        bench="holdout",
         vault=HOLDOUT["vault"],
     script:
-        "../scripts/quality_holdout.py"
+        "../scripts/quality.py"

@@ -1,12 +1,15 @@
-"""Snakemake entry point: every task's arms scored -> quality.json, quality.md and the plot."""
+"""Snakemake entry point: every task's arms scored -> quality.json, quality.md and the plot; for the
+holdout vault (rule quality_holdout), with the sample vault's figures beside it."""
 
+import json
 from pathlib import Path
 
 from vault_distill.decoding import describe_task_decodings
-from vault_distill.quality import build_quality, plot_quality, render_quality_markdown
+from vault_distill.quality import build_quality, plot_quality, render_quality_markdown, render_vault_comparison
 from vault_distill.runtime import setup_logging, write_json
 
 log = setup_logging(snakemake.log[0])
+bench = snakemake.params.get("bench", "quality")
 quality = build_quality(
     schemas=snakemake.params.schemas,
     teacher=snakemake.params.teacher,
@@ -15,13 +18,20 @@ quality = build_quality(
     teacher_labels=snakemake.params.teacher_labels,
     arms=tuple(snakemake.params.arms),
     enforce_schema=snakemake.params.enforce_schema,
+    bench=bench,
 )
+markdown = render_quality_markdown(quality)
+if bench == "holdout":
+    quality["vault"] = snakemake.params.vault
+    sample = json.loads(Path(snakemake.input.sample).read_text(encoding="utf-8"))
+    markdown = render_vault_comparison(sample, quality) + "\n" + markdown
 write_json(snakemake.output.json, quality)
-Path(snakemake.output.markdown).write_text(render_quality_markdown(quality), encoding="utf-8")
+Path(snakemake.output.markdown).write_text(markdown, encoding="utf-8")
 plot_quality(quality, snakemake.output.plot)
 for task, arms in quality["tasks"].items():
     log.warning(
-        "quality %s: %s",
+        "%s %s: %s",
+        bench,
         task,
         ", ".join(f"{arm} {arms[arm]['compliant']}/{arms[arm]['n']}" for arm in quality["arms"])
         + f"; as deployed ({arms['as_deployed']['arm']}) {arms['as_deployed']['compliant']}/{arms['as_deployed']['n']}",

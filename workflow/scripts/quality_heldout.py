@@ -11,8 +11,9 @@ from transformers import AutoTokenizer  # noqa: E402 - after logging, so its war
 
 heldout, unseen = build_heldout(
     inputs=read_jsonl(snakemake.input.inputs),
-    train=read_jsonl(snakemake.input.train),
-    val=read_jsonl(snakemake.input.val),
+    # quality_holdout_heldout has no split: every input of the holdout vault is held out.
+    train=read_jsonl(snakemake.input.train) if snakemake.input.get("train") else [],
+    val=read_jsonl(snakemake.input.val) if snakemake.input.get("val") else [],
     system=Path(snakemake.input.system_prompt).read_text(encoding="utf-8").strip(),
     tokenizer=AutoTokenizer.from_pretrained(snakemake.input.tokenizer),
     max_length=snakemake.params.max_length,
