@@ -166,13 +166,13 @@ def test_minimal_config_gets_schema_defaults(tmp_path):
 def test_every_training_and_teacher_setting_declares_its_role_once():
     from vault_distill.config import keys_with_role, setting_roles
     from vault_distill.teach import generation_identity
-    from vault_distill.train import LEARNING_KEYS, MEMORY_TRADE_KEYS
+    from vault_distill.train import LEARNING_KEYS, RUN_KEYS
 
     shipped = default_config()
     assert set(setting_roles("training")) == set(shipped["training"])
     assert set(setting_roles("teacher")) == set(shipped["teacher"])
-    assert set(LEARNING_KEYS) | set(MEMORY_TRADE_KEYS) == set(shipped["training"])
-    assert MEMORY_TRADE_KEYS == ("gradient_checkpointing", "cache_dequantized_weights")
+    assert set(LEARNING_KEYS) | set(RUN_KEYS) == set(shipped["training"])
+    assert RUN_KEYS == ("gradient_checkpointing", "cache_dequantized_weights", "report_to", "experiment")
     # The teacher cache's keys are built from this: the same set as before roles were declared,
     # so that no cached answer is paid for again; a penalty added since counts only when it is on.
     assert set(generation_identity(shipped["teacher"])) == {

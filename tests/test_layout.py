@@ -48,10 +48,11 @@ def test_task_outputs_are_the_deployed_files_and_the_evaluation():
         "results/judge/format.json",
         "results/judge/eval.json",
         "results/judge/eval_samples.md",
+        "results/judge/MODEL_CARD.md",
     ]
     adapter = layout.task_outputs("judge", "adapter", "Q8_0", results="out")
     assert adapter[:2] == ["out/judge/judge.lora.F16.gguf", "out/judge/adapter.Modelfile"]
-    assert len(layout.task_outputs("judge", "both", "Q8_0")) == 7
+    assert len(layout.task_outputs("judge", "both", "Q8_0")) == 8
 
 
 def test_every_arm_has_its_gguf_and_its_answer_file():

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 TASKS = list(default_config()["tasks"])
 EXAMPLES = FIVE_TASK_EXAMPLES
 # A task's rules, in pipeline order; `report` and the base rules are shared by every task.
-CHAIN = ("extract", "teach", "split", "train", "merge", "convert", "modelfile", "evaluate")
+CHAIN = ("extract", "teach", "split", "train", "merge", "convert", "modelfile", "evaluate", "model_card")
 # Beside the chain: the settings check that every teach job waits for.
 PREFLIGHT = "preflight"
 REPORT = {("report", None)}
@@ -108,7 +108,7 @@ def dry_run_jobs(text: str) -> list[tuple[str, str | None]]:
 def task_of(output: str) -> str | None:
     """The task of results/<task>/... and of results/{quality,holdout}/<task>/...; None for shared files."""
     parts = Path(output).parts
-    if parts[:2] in (("results", "quality"), ("results", "holdout")):
+    if parts[:2] in (("results", "quality"), ("results", "holdout"), ("results", "sweep")):
         parts = ("results", *parts[2:])
     return parts[1] if len(parts) > 2 and parts[0] == "results" and parts[1] in TASKS else None
 
@@ -354,7 +354,7 @@ def test_decoding_settings_rerun_every_evaluation_modelfile_and_arm_but_no_train
     config = read_config(work)
     config["decoding"]["temperature"] = 0.0
     write_config(work, config)
-    per_task = {(rule, task) for task in TASKS for rule in ("modelfile", "evaluate")}
+    per_task = {(rule, task) for task in TASKS for rule in ("modelfile", "evaluate", "model_card")}
     assert_plan(work, per_task | REPORT)
     arms = {(rule, task) for task in TASKS for rule in ("quality_base", "quality_tuned")}
     assert_plan(work, arms | QUALITY, "quality")
@@ -364,7 +364,7 @@ def test_a_tasks_own_decoding_reruns_its_modelfile_evaluation_and_arms_only(work
     config = read_config(work)
     config["tasks"]["reflector"].setdefault("decoding", {})["repeat_penalty"] = 1.2
     write_config(work, config)
-    assert_plan(work, {("modelfile", "reflector"), ("evaluate", "reflector")} | REPORT)
+    assert_plan(work, {(rule, "reflector") for rule in ("modelfile", "evaluate", "model_card")} | REPORT)
     arms = {("quality_base", "reflector"), ("quality_tuned", "reflector")}
     assert_plan(work, arms | QUALITY, "quality")
 
@@ -395,7 +395,7 @@ def test_serving_unconstrained_rebuilds_nothing_and_only_rescores_as_deployed(wo
     assert_plan(work, QUALITY, "quality")
 
 
-ADAPTER_JOBS = ("convert_adapter", "modelfile_adapter", "evaluate")
+ADAPTER_JOBS = ("convert_adapter", "modelfile_adapter", "evaluate", "model_card")
 
 
 def test_deploying_adapters_too_builds_only_the_adapters_and_reevaluates_then_a_retrain_stays_in_its_task(work):
@@ -426,7 +426,7 @@ def test_deploying_adapters_only_needs_no_merge_and_no_merged_gguf(work):
 
 
 PREFER_JOBS = ("prefer_pairs", "prefer")
-AFTER_PREFER = ("merge", "convert", "modelfile", "evaluate")
+AFTER_PREFER = ("merge", "convert", "modelfile", "evaluate", "model_card")
 
 
 def test_the_prefer_stage_on_then_its_settings_then_off(work):
@@ -510,3 +510,76 @@ def test_the_holdout_vault_is_scored_by_the_trained_models_and_trains_nothing(wo
     markdown = (work / "results/holdout/quality.md").read_text(encoding="utf-8")
     assert "| planner | sample (held out) |" in markdown and "| planner | holdout | 2 |" in markdown
     assert planned_jobs(work, "quality_holdout") == set() and planned_jobs(work, "all") == set()
+
+
+@pytest.mark.parametrize("backend", ["tensorboard", "mlflow"])
+def test_tracking_turned_on_after_a_build_retrains_nothing_and_records_every_task(work, backend):
+    """training.report_to is a `runs` setting: only each task's track job runs. It opens a run per
+    task from the training's loss log and adds the evaluation's figures; then nothing is left."""
+    config = read_config(work)
+    config["training"]["report_to"] = backend
+    write_config(work, config)
+    assert_plan(work, {("track", task) for task in TASKS})
+    snakemake(work, "--cores", "2", "all")
+    for task in TASKS:
+        tracked = json.loads((work / f"results/{task}/tracked.json").read_text(encoding="utf-8"))
+        assert tracked["backend"] == backend and tracked["replayed_history"] is True
+        history = [
+            row
+            for row in csv.DictReader(io.StringIO((work / f"results/{task}/train_log.csv").read_text()))
+            if row["loss"]
+        ]
+        compliance = json.loads((work / f"results/{task}/eval.json").read_text())["models"]["tuned"]["compliance"]
+        if backend == "tensorboard":
+            from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+            events = EventAccumulator(str(work / tracked["log_dir"]))
+            events.Reload()
+            assert len(events.Scalars("train/loss")) == len(history)
+            assert events.Scalars("eval/tuned/compliance")[0].value == pytest.approx(compliance)
+        else:
+            from mlflow.tracking import MlflowClient
+
+            assert tracked["tracking_uri"] == f"sqlite:///{work / 'results/mlflow.db'}"
+            client = MlflowClient(tracked["tracking_uri"])
+            assert len(client.get_metric_history(tracked["run_id"], "loss")) == len(history)
+            assert client.get_run(tracked["run_id"]).data.metrics["eval/tuned/compliance"] == pytest.approx(compliance)
+    assert planned_jobs(work) == set()
+
+
+SWEEP_JOBS = ("sweep_train", "sweep_merge", "sweep_convert", "sweep_answers")
+
+
+def test_a_sweep_builds_each_variant_once_and_a_new_value_builds_only_that_value(work):
+    """sweep: lora_r 2 and 4, seeds 0 and 1, on judge: four variants trained on judge's own SFT data
+    and scored without a grammar; `all` is untouched. Adding lora_r 8 plans only its two seeds."""
+    config = read_config(work)
+    config["sweep"] = {"tasks": ["judge"], "grid": {"lora_r": [2, 4]}, "seeds": [0, 1]}
+    write_config(work, config)
+    quality_jobs = {(rule, "judge") for rule in ("quality_heldout", "quality_gold", "quality_teach")}
+    assert_plan(work, {(rule, "judge") for rule in SWEEP_JOBS} | quality_jobs | {("sweep", None)}, "sweep")
+    snakemake(work, "--cores", "2", "sweep", timeout=1800)
+    sweep = json.loads((work / "results/sweep/sweep.json").read_text(encoding="utf-8"))
+    variants = [variant["variant"] for variant in sweep["tasks"]["judge"]["variants"]]
+    assert variants == ["lora_r~2/seed~0", "lora_r~2/seed~1", "lora_r~4/seed~0", "lora_r~4/seed~1"]
+    summary = sweep["tasks"]["judge"]["summary"]
+    assert [group["settings"] for group in summary] == [{"lora_r": 2}, {"lora_r": 4}]
+    assert all(group["seeds"] == [0, 1] and group["n"] == 2 for group in summary)
+    metrics = json.loads((work / "results/sweep/judge/lora_r~2/seed~1/train_metrics.json").read_text())
+    assert (
+        metrics["trainable_parameters"]
+        < json.loads((work / "results/judge/train_metrics.json").read_text())["trainable_parameters"]
+    )  # rank 2 against the build's own rank
+    assert "| judge | lora_r=2 | 2 |" in (work / "results/sweep/sweep.md").read_text(encoding="utf-8")
+    assert planned_jobs(work, "sweep") == set() and planned_jobs(work, "all") == set()
+
+    config["sweep"]["grid"]["lora_r"].append(8)
+    write_config(work, config)
+    assert_plan(work, {(rule, "judge") for rule in SWEEP_JOBS} | {("sweep", None)}, "sweep")
+    dry_run = snakemake(work, "-n", "sweep").stdout
+    outputs = re.findall(r"^\s+output: (results/sweep/judge/\S+)", dry_run, re.M)
+    assert dry_run.count("rule sweep_train:") == 2 and outputs
+    assert all(
+        output.startswith(("results/sweep/judge/lora_r~8/seed~0/", "results/sweep/judge/lora_r~8/seed~1/"))
+        for output in outputs
+    )

@@ -27,6 +27,10 @@ SHARED_SCRIPTS = {
     "quality_holdout_gold": "quality_gold",
     "quality_holdout_base": "quality_answers",
     "quality_holdout_tuned": "quality_answers",
+    "sweep_train": "train",
+    "sweep_merge": "merge",
+    "sweep_convert": "convert",
+    "sweep_answers": "quality_answers",
 }
 MAX_FUNCTION_LINES = 60
 
@@ -44,14 +48,17 @@ def rules():
             continue
         text = path.read_text(encoding="utf-8")
         starts = list(RULE_START.finditer(text))
-        bodies = {}
         for index, match in enumerate(starts):
             end = starts[index + 1].start() if index + 1 < len(starts) else len(text)
-            name = match.group(1) or match.group(3)
-            body = text[match.start() : end]
-            bodies[name] = body if match.group(1) else body + "\n" + bodies[match.group(2)]
-            found.append((path.stem, name, bodies[name]))
-    return found
+            found.append((path.stem, match.group(1) or match.group(3), text[match.start() : end], match.group(2)))
+    # A parent may live in another rules file (sweep.smk reuses train, merge, convert, quality_base).
+    own = {name: body for _, name, body, _ in found}
+
+    def resolved(name, parent):
+        return own[name] if parent is None else own[name] + "\n" + resolved(parent, parents[parent])
+
+    parents = {name: parent for _, name, _, parent in found}
+    return [(stem, name, resolved(name, parent)) for stem, name, _, parent in found]
 
 
 @pytest.mark.parametrize(("stem", "name", "body"), rules(), ids=[rule[1] for rule in rules()])

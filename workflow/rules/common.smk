@@ -1,10 +1,12 @@
 import functools
+import re
 import sys
 from pathlib import Path
 
 import jsonschema
+import pandas
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
+from snakemake.utils import Paramspace, validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
@@ -30,17 +32,20 @@ from vault_distill.layout import (  # noqa: E402
     gguf_suffix,
     lora_gguf_path,
     merged_gguf_path,
+    model_card_path,
     quality_arms,
     quality_files,
     ships_adapter,
     ships_merged,
     sft_lora_gguf_path,
+    tracked_json,
 )
 from vault_distill.models import ModelNotFound, tokenizer_fingerprint  # noqa: E402
 from vault_distill.quantize import method_settings  # noqa: E402
 from vault_distill.quality import BASE_ARMS, TUNED_ARMS  # noqa: E402
 from vault_distill.report import base_files, task_files  # noqa: E402
 from vault_distill.rule_resources import RuleResources  # noqa: E402
+from vault_distill.sweep import sweep_variants  # noqa: E402
 from vault_distill.teach import generation_identity  # noqa: E402
 from vault_distill.extract import extract_task_inputs, too_few_inputs  # noqa: E402
 from vault_distill.vault import VaultCache  # noqa: E402
@@ -73,6 +78,8 @@ BASE_GGUF = base_gguf_path(GGUF_SUFFIX)
 LORA_GGUF = lora_gguf_path("{task}")
 # The task's schema as Ollama's `format` takes it; `serve` holds answers to it.
 FORMAT_JSON = format_path("{task}")
+# Where the track job records the task's run (training.report_to).
+TRACKED_JSON = tracked_json("{task}")
 # preference.enabled: the prefer stage's DPO adapter is what merge and convert_adapter ship; the
 # SFT adapter, as a LoRA GGUF on the base GGUF, answers the training inputs and is the `sft` arm.
 PREFERENCE = config["preference"]["enabled"]
@@ -102,6 +109,18 @@ TEACHER_GENERATION = generation_identity(config["teacher"])
 # Which answers are kept (teacher.reject_defects): a rerun trigger, never part of the cache key,
 # so that a changed check re-judges the cached answers instead of paying for them again.
 TEACHER_ACCEPTANCE = {key: config["teacher"][key] for key in keys_with_role("teacher", "accepts")}
+# The sweep target's variants (config `sweep`): a Paramspace over training settings and seeds, one
+# {variant} wildcard (e.g. lora_r~16/seed~0) per variant, with the settings it overrides.
+SWEEP = config["sweep"]
+SWEEP_TASKS = SWEEP["tasks"] or TASKS
+_SWEPT = sweep_variants(SWEEP) if SWEEP["grid"] or SWEEP["table"] else []
+SWEEP_SPACE = (
+    Paramspace(pandas.DataFrame(_SWEPT, dtype=object), single_wildcard="variant")
+    if _SWEPT
+    else None
+)
+SWEEP_VARIANTS = dict(zip(SWEEP_SPACE.instance_patterns, _SWEPT)) if _SWEPT else {}
+SWEEP_PATTERN = "|".join(re.escape(pattern) for pattern in SWEEP_VARIANTS) or "(?!)"
 # What each job asks a scheduler for (Slurm: --mem, --time, --gpus): the rules' resources.
 sizing = RuleResources(config)
 
@@ -164,6 +183,32 @@ def holdout_inputs():
     return files + [config["tasks"][task]["output_schema"] for task in HOLDOUT_TASKS]
 
 
+def sweep_training(wildcards):
+    """A sweep variant's training settings: the task's, with the variant's values over them."""
+    settings = training_settings(config, wildcards.task)
+    return {key: settings[key] for key in TRAINING_KEYS} | SWEEP_VARIANTS[wildcards.variant]
+
+
+def sweep_inputs(wildcards):
+    """Every variant's answers for every swept task, and the held-out sets they are scored on."""
+    if not SWEEP_VARIANTS:
+        raise WorkflowError(
+            "sweep.grid: empty (and no sweep.table); name training keys and values to sweep"
+        )
+    keys = ["heldout", "gold"] + ["teacher"] * config["quality"]["teacher_labels"]
+    files = [quality_files(task)[key] for task in SWEEP_TASKS for key in keys]
+    answers = [
+        f"results/sweep/{task}/{pattern}/answers.json"
+        for task in SWEEP_TASKS
+        for pattern in SWEEP_VARIANTS
+    ]
+    return files + answers + list(sweep_schemas().values())
+
+
+def sweep_schemas():
+    return {task: config["tasks"][task]["output_schema"] for task in SWEEP_TASKS}
+
+
 def task_setting(key):
     """A params/input function returning one key of the task's config."""
 
@@ -217,8 +262,12 @@ def per_task(pattern):
 
 
 def task_outputs(task):
-    """Everything `all` builds for one task, for what gguf.deploy ships."""
-    return layout.task_outputs(task, DEPLOY, GGUF_SUFFIX)
+    """Everything `all` builds for one task, for what gguf.deploy ships, and its tracked run
+    where training.report_to records one."""
+    tracked = training_settings(config, task)["report_to"] != "none"
+    return (
+        layout.task_outputs(task, DEPLOY, GGUF_SUFFIX) + [TRACKED_JSON.format(task=task)] * tracked
+    )
 
 
 def deployed_ggufs():
@@ -242,6 +291,17 @@ def ollama_inputs(wildcards):
         "gguf": LORA_GGUF.format(task=task),
         "base_gguf": BASE_GGUF,
     }
+
+
+def model_card_inputs(wildcards):
+    """The Modelfile the card shows, and the merged GGUF's check where a merged model ships."""
+    task = wildcards.task
+    if DEPLOYS_MERGED:
+        return {
+            "modelfile": f"results/{task}/Modelfile",
+            "gguf_check": f"results/{task}/gguf_check.json",
+        }
+    return {"modelfile": f"results/{task}/adapter.Modelfile"}
 
 
 def lora_check_inputs(wildcards):

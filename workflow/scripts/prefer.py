@@ -1,25 +1,28 @@
 """Snakemake entry point: preference pairs -> a DPO adapter trained from the SFT adapter."""
 
 from vault_distill.config import training_settings
+from vault_distill.layout import runs_dir
 from vault_distill.prefer import train_preference
 from vault_distill.runtime import read_jsonl, setup_logging, write_json
+from vault_distill.track import tracked_training
 
 log = setup_logging(snakemake.log[0])
-metrics = train_preference(
-    pairs=read_jsonl(snakemake.input.pairs),
-    quant_dir=snakemake.input.quantized,
-    sft_adapter=snakemake.input.adapter,
-    tokenizer_dir=snakemake.input.tokenizer,
-    adapter_dir=snakemake.output.adapter,
-    preference=snakemake.params.preference,
-    # The dequantized-weight cache trades memory for the same adapter: from the config, not a rerun trigger.
-    settings={
-        **snakemake.params.training,
-        "cache_dequantized_weights": training_settings(snakemake.config, snakemake.wildcards.task)[
-            "cache_dequantized_weights"
-        ],
-    },
-    threads=snakemake.threads,
-)
-write_json(snakemake.output.metrics, metrics)
-log.warning("prefer %s: %s", snakemake.wildcards.task, {k: v for k, v in metrics.items() if k != "hardware"})
+task = snakemake.wildcards.task
+# The dequantized-weight cache and the tracking change only how the same adapter is trained: from
+# the config, not a rerun trigger.
+runs = {key: training_settings(snakemake.config, task)[key] for key in ("cache_dequantized_weights", "report_to")}
+experiment = training_settings(snakemake.config, task)["experiment"]
+tracked = {"task": task, "preference": snakemake.params.preference, "training": snakemake.params.training}
+with tracked_training(runs["report_to"], f"{task}-dpo", runs_dir(task), experiment, tracked) as tracking:
+    metrics = train_preference(
+        pairs=read_jsonl(snakemake.input.pairs),
+        quant_dir=snakemake.input.quantized,
+        sft_adapter=snakemake.input.adapter,
+        tokenizer_dir=snakemake.input.tokenizer,
+        adapter_dir=snakemake.output.adapter,
+        preference=snakemake.params.preference,
+        settings={**snakemake.params.training, **runs, "run_name": f"{task}-dpo"},
+        threads=snakemake.threads,
+    )
+write_json(snakemake.output.metrics, {**metrics, "tracking": tracking.reference() if tracking else None})
+log.warning("prefer %s: %s", task, {k: v for k, v in metrics.items() if k != "hardware"})

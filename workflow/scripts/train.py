@@ -3,30 +3,36 @@
 from pathlib import Path
 
 from vault_distill.config import training_settings
+from vault_distill.layout import runs_dir
 from vault_distill.runtime import read_jsonl, setup_logging, write_json
-from vault_distill.train import MEMORY_TRADE_KEYS, train_adapter, write_log_history
+from vault_distill.track import tracked_training
+from vault_distill.train import RUN_KEYS, train_adapter, write_log_history
 
 log = setup_logging(snakemake.log[0])
 task = snakemake.wildcards.task
-# The memory trades and checkpoint cadence trade memory or time for the same adapter, so they
-# are not among the rule's params (its rerun trigger) and come from the config.
+# A sweep variant (rule sweep_train) keeps its checkpoints and its tracked run apart from the task's own.
+variant = snakemake.wildcards.get("variant")
+run_name = f"{task}/{variant}" if variant else task
+# The memory trades, the tracking and the checkpoint cadence change only how the same adapter is
+# trained, so they are not among the rule's params (its rerun trigger) and come from the config.
 checkpoints = snakemake.config["checkpoints"]
-settings = training_settings(snakemake.config, task)
-memory_trades = {key: settings[key] for key in MEMORY_TRADE_KEYS}
-result = train_adapter(
-    train_rows=read_jsonl(snakemake.input.train),
-    val_rows=read_jsonl(snakemake.input.val),
-    quant_dir=snakemake.input.quantized,
-    tokenizer_dir=snakemake.input.tokenizer,
-    adapter_dir=snakemake.output.adapter,
-    settings={**snakemake.params.training, **memory_trades},
-    checkpoint_root=Path(checkpoints["dir"]) / task,
-    checkpoint_every=checkpoints["every_steps"],
-    checkpoint_minutes=checkpoints["every_minutes"],
-    train_file=snakemake.input.train,
-    threads=snakemake.threads,
-)
-write_json(snakemake.output.metrics, result.metrics)
+settings = {**snakemake.params.training, **{key: training_settings(snakemake.config, task)[key] for key in RUN_KEYS}}
+tracked = {"task": task, "training": snakemake.params.training, "quantization": snakemake.config["quantization"]}
+with tracked_training(settings["report_to"], task, runs_dir(task), settings["experiment"], tracked) as tracking:
+    result = train_adapter(
+        train_rows=read_jsonl(snakemake.input.train),
+        val_rows=read_jsonl(snakemake.input.val),
+        quant_dir=snakemake.input.quantized,
+        tokenizer_dir=snakemake.input.tokenizer,
+        adapter_dir=snakemake.output.adapter,
+        settings={**settings, "run_name": run_name},
+        checkpoint_root=Path(checkpoints["dir"]) / task / (variant or ""),
+        checkpoint_every=checkpoints["every_steps"],
+        checkpoint_minutes=checkpoints["every_minutes"],
+        train_file=snakemake.input.train,
+        threads=snakemake.threads,
+    )
+write_json(snakemake.output.metrics, {**result.metrics, "tracking": tracking.reference() if tracking else None})
 write_log_history(snakemake.output.history, result.log_history)
 m = result.metrics
 log.warning(

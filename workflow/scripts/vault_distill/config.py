@@ -138,8 +138,25 @@ def check_config_files(config: dict, root: Path) -> None:
             ) from None
     check_adapter_deployment(config)
     check_task_decoding(config)
+    check_tracking(config)
+    check_sweep_config(config)
     if config["teacher"]["backend"] == "command" and not config["teacher"].get("command"):
         raise ConfigError("config key 'teacher.command': the command backend needs an argv list")
+
+
+def check_sweep_config(config: dict) -> None:
+    from .sweep import check_sweep
+
+    check_sweep(config["sweep"], list(config["tasks"]))
+
+
+def check_tracking(config: dict) -> None:
+    """training.report_to's backend must be installed: the train job would fail only at its end."""
+    from .track import check_backend
+
+    for task in config["tasks"]:
+        where = "tasks.{task}.training" if "report_to" in config["tasks"][task].get("training", {}) else "training"
+        check_backend(training_settings(config, task)["report_to"], f"{where.format(task=task)}.report_to")
 
 
 # Modules whose LoRA llama.cpp's convert_lora_to_gguf.py cannot write as a GGUF adapter: it takes

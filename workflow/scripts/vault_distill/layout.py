@@ -103,6 +103,21 @@ def format_path(task: str, results: str = RESULTS) -> str:
     return f"{results}/{task}/format.json"
 
 
+def runs_dir(task: str, results: str = RESULTS) -> str:
+    """Where TensorBoard writes the task's tracked runs (training.report_to)."""
+    return f"{results}/{task}/runs"
+
+
+def tracked_json(task: str, results: str = RESULTS) -> str:
+    """The track job's record of where the task's run is, and what it added to it."""
+    return f"{results}/{task}/tracked.json"
+
+
+def model_card_path(task: str, results: str = RESULTS) -> str:
+    """The task's model card, as the HF hub lays one out (model_card.py)."""
+    return f"{results}/{task}/MODEL_CARD.md"
+
+
 def eval_json(task: str, results: str = RESULTS) -> str:
     return f"{results}/{task}/eval.json"
 
@@ -127,7 +142,8 @@ def task_outputs(task: str, deploy: str, gguf_type: str, results: str = RESULTS)
     merged = [merged_gguf_path(task, gguf_type, results), modelfile_path(task, False, results)]
     adapter = [lora_gguf_path(task, results), modelfile_path(task, True, results)]
     shipped = merged * ships_merged(deploy) + adapter * ships_adapter(deploy)
-    return [*shipped, format_path(task, results), eval_json(task, results), eval_samples(task, results)]
+    evaluation = [eval_json(task, results), eval_samples(task, results)]
+    return [*shipped, format_path(task, results), *evaluation, model_card_path(task, results)]
 
 
 # The quality benchmark's two vaults: the one the models learnt from (its held-out inputs), and a

@@ -25,6 +25,7 @@ from .config import keys_with_role
 from .hardware import describe_hardware, dtype_name, peak_memory_mb, resolve_device, resolve_dtype, set_threads
 from .quantize import dequantize, load_quantized, quantized_layers, saved_settings, weight_shape
 from .split import tokenize_example
+from .track import trainer_report_to
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,9 @@ DEQUANTIZED_CACHE_MEMORY_SHARE = 0.25
 # The settings that shape what is learned, as config/schema.yaml declares them (x-role: makes):
 # the train rule's rerun trigger, and which checkpoints a killed training may resume from.
 LEARNING_KEYS = keys_with_role("training", "makes")
-# The settings that only trade memory or time for the same adapter (x-role: runs).
-MEMORY_TRADE_KEYS = keys_with_role("training", "runs")
+# The settings that only change how the training runs, for the same adapter (x-role: runs): the
+# memory trades and where the run is recorded.
+RUN_KEYS = keys_with_role("training", "runs")
 
 
 @dataclass(frozen=True)
@@ -460,7 +462,8 @@ def sft_config(
         save_strategy="steps",
         save_steps=checkpoint_every,
         save_total_limit=1,
-        report_to=[],
+        report_to=trainer_report_to(settings.get("report_to", "none")),
+        run_name=settings.get("run_name"),
         dataloader_num_workers=0,
     )
 
