@@ -151,13 +151,66 @@ def quality_table_block(build: dict) -> list[str]:
     return lines
 
 
+def _gold_cells(arms: dict, arm: str) -> str:
+    gold = arms["teacher_gold"] if arm == "teacher_gold" else arms[arm]["gold"]
+    return ", ".join(f"{field} {cell['correct']}/{cell['n']}" for field, cell in gold.items()) or "–"
+
+
+def holdout_rows(figures: dict, vault: str) -> list[str]:
+    rows = []
+    for task, arms in figures["tasks"].items():
+        cells = [f"{arms[arm]['compliant']}/{arms[arm]['n']} ({_interval(arms[arm]['ci95'])})" for arm in HOLDOUT_ARMS]
+        cells.append(percent(arms["tuned"]["field_agreement"]))
+        cells += [_gold_cells(arms, arm) for arm in ("teacher_gold", "tuned", "tuned_grammar")]
+        rows.append(f"| {task} | {vault} | {arms['tuned']['n']} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def _interval(ci: list[float]) -> str:
+    low, high = (round(100 * bound) for bound in ci)
+    return f"{low}–{high}%"
+
+
+HOLDOUT_ARMS = ("tuned", "tuned_grammar")
+
+
+def holdout_block(holdout: dict) -> list[str]:
+    """Both vaults side by side: the same models, on held-out notes and on a vault none learnt from."""
+    head = (
+        "| task | vault | n | tuned | tuned + grammar | tuned agreement "
+        "| gold: teacher | gold: tuned | gold: tuned + grammar |"
+    )
+    sample, other = holdout["sample"], holdout["holdout"]
+    return [
+        f"Measured {provenance(holdout)}, by `benchmarks/holdout_quality.py` ({minutes(holdout['wall_s'])}, "
+        f"{holdout['jobs']} jobs): the default build's models, unchanged, on `resources/vault_holdout` "
+        "(another person's notes, other folders, keys and daily-note format), every input of a task up to "
+        "`quality.max_inputs`. Compliance with its Wilson 95% interval; agreement is with the teacher.",
+        "",
+        head,
+        "|---" * 9 + "|",
+        *[
+            row
+            for pair in zip(holdout_rows(sample, "sample"), holdout_rows(other, "holdout"), strict=True)
+            for row in pair
+        ],
+        "",
+        f"All five, tuned without a grammar: sample {total(sample, 'tuned')}, holdout {total(other, 'tuned')}; "
+        f"with the grammar: {total(sample, 'tuned_grammar')} and {total(other, 'tuned_grammar')}.",
+    ]
+
+
 def blocks() -> dict[Path, dict[str, list[str]]]:
     """Each generated file, and its blocks' text, from the results files."""
     build = json.loads((RESULTS / "default_build.json").read_text(encoding="utf-8"))
     suite = json.loads((RESULTS / "test_suite.json").read_text(encoding="utf-8"))
+    holdout = json.loads((RESULTS / "holdout.json").read_text(encoding="utf-8"))
     return {
         ROOT / "README.md": {"commands": commands_block(build, suite), "quality": quality_block(build)},
-        ROOT / "docs" / "quality.md": {"quality-table": quality_table_block(build)},
+        ROOT / "docs" / "quality.md": {
+            "quality-table": quality_table_block(build),
+            "holdout-table": holdout_block(holdout),
+        },
     }
 
 

@@ -20,7 +20,7 @@ def test_committed_docs_match_their_results_files():
 
 
 def test_every_results_file_shown_names_its_date_commit_runner_and_matmul_figure():
-    for name in ("default_build.json", "test_suite.json"):
+    for name in ("default_build.json", "test_suite.json", "holdout.json"):
         record = json.loads((ROOT / "benchmarks" / "results" / name).read_text(encoding="utf-8"))
         assert {"date", "commit", "runner", "cpus", "bf16_matmul_gflops_2048"} <= set(record), name
         assert render_docs.provenance(record).count(record["commit"]) == 1
@@ -69,3 +69,16 @@ def test_gold_totals_add_every_field_of_every_task_and_name_when_they_were_score
     assert render_docs.quality_block(changed)[-1] != render_docs.quality_block(record)[-1]
     scored_at = f"scored at commit {record['quality']['rescored']['commit']}"
     assert any(line.startswith("Gold") and scored_at in line for line in render_docs.quality_table_block(record))
+
+
+def test_the_holdout_table_puts_each_task_s_two_vaults_side_by_side():
+    record = json.loads((ROOT / "benchmarks" / "results" / "holdout.json").read_text(encoding="utf-8"))
+    block = render_docs.holdout_block(record)
+    rows = [line for line in block if line.startswith("| ") and not line.startswith("| task")]
+    assert [row.split(" | ")[:2] for row in rows] == [
+        [f"| {task}", vault] for task in record["sample"]["tasks"] for vault in ("sample", "holdout")
+    ]
+    changed = copy.deepcopy(record)
+    changed["holdout"]["tasks"]["seeder"]["tuned"]["compliant"] -= 1
+    tuned, n = render_docs.compliance(changed["holdout"], "tuned")
+    assert f"holdout {tuned} of {n}" in render_docs.holdout_block(changed)[-1]
