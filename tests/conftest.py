@@ -163,6 +163,25 @@ def command_teacher_settings(
     }
 
 
+def tiny_training_settings(**changes) -> dict:
+    """judge's default training settings, cut to a few real CPU steps on the tiny Llama."""
+    from vault_distill.config import training_settings
+
+    small = {"batch_size": 2, "lora_r": 4, "lora_alpha": 8, "max_length": 128, "device": "cpu"}
+    return training_settings(default_config(), "judge") | small | changes
+
+
+def tiny_sft_rows(n: int = 4) -> list[dict]:
+    """`n` ChatML prompt/completion pairs, each a short JSON answer."""
+    return [
+        {
+            "prompt": f"<|im_start|>user\nnote {i}<|im_end|>\n<|im_start|>assistant\n",
+            "completion": f'{{"n": {i}}}<|im_end|>',
+        }
+        for i in range(n)
+    ]
+
+
 def load_benchmark(name: str):
     """benchmarks/<name>.py as a module, for tests of its pure functions (the scripts are not a package)."""
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")

@@ -41,32 +41,17 @@ def test_an_adapter_trained_on_the_nf4_base_merges_into_bf16_with_no_bitsandbyte
     """quantization.method nf4, for real on the CPU: bitsandbytes quantizes and saves the base, TRL
     trains a LoRA adapter on it with bitsandbytes' 8-bit AdamW, and the merge into the bf16 base
     gives plain weights only (no absmax, quant_map or quant_state tensor reaches the converter)."""
-    from conftest import default_config
+    from conftest import tiny_sft_rows, tiny_training_settings
     from safetensors import safe_open
 
-    from vault_distill.config import training_settings
     from vault_distill.quantize import quantize_base
     from vault_distill.runtime import write_jsonl
     from vault_distill.train import train_adapter
 
     quant = tmp_path / "nf4"
     quantize_base(tiny_model_dir, quant, {"method": "nf4", "double_quant": True}, "cpu", torch.bfloat16)
-    settings = training_settings(default_config(), "judge") | {
-        "max_steps": 3,
-        "batch_size": 2,
-        "lora_r": 4,
-        "lora_alpha": 8,
-        "max_length": 128,
-        "optimizer": "adamw_8bit",
-        "device": "cpu",
-    }
-    rows = [
-        {
-            "prompt": f"<|im_start|>user\nnote {i}<|im_end|>\n<|im_start|>assistant\n",
-            "completion": f'{{"n": {i}}}<|im_end|>',
-        }
-        for i in range(4)
-    ]
+    settings = tiny_training_settings(max_steps=3, optimizer="adamw_8bit")
+    rows = tiny_sft_rows(4)
     write_jsonl(tmp_path / "train.jsonl", rows)
     result = train_adapter(
         rows,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import default_config
+from conftest import default_config, tiny_sft_rows, tiny_training_settings
 
-from vault_distill.config import ConfigError, check_tracking, training_settings
+from vault_distill.config import ConfigError, check_tracking
 from vault_distill.quantize import quantize_base
 from vault_distill.runtime import write_jsonl
 from vault_distill.track import (
@@ -69,23 +69,8 @@ def quantized(tmp_path_factory, tiny_model_dir):
 
 def tiny_training(quantized, tiny_model_dir, tmp_path, report_to: str):
     """Four real steps on the HQQ base of the tiny Llama, recorded by `report_to`."""
-    settings = training_settings(default_config(), "judge") | {
-        "max_steps": 4,
-        "batch_size": 2,
-        "lora_r": 4,
-        "lora_alpha": 8,
-        "max_length": 128,
-        "device": "cpu",
-        "report_to": report_to,
-        "run_name": "judge",
-    }
-    rows = [
-        {
-            "prompt": f"<|im_start|>user\nnote {i}<|im_end|>\n<|im_start|>assistant\n",
-            "completion": f'{{"n": {i}}}<|im_end|>',
-        }
-        for i in range(4)
-    ]
+    settings = tiny_training_settings(max_steps=4, report_to=report_to, run_name="judge")
+    rows = tiny_sft_rows(4)
     write_jsonl(tmp_path / "train.jsonl", rows)
     tracked = {"task": "judge", "training": {"lora_r": 4}, "quantization": HQQ}
     with tracked_training(
@@ -104,6 +89,21 @@ def tiny_training(quantized, tiny_model_dir, tmp_path, report_to: str):
         )
     write_log_history(tmp_path / "train_log.csv", result.log_history)
     return run.reference(), result
+
+
+def evaluate_into(report_to: str, reference: dict, tmp_path) -> dict:
+    """What the track job does after tiny_training: EVALUATION's figures added to its run."""
+    return log_evaluation(
+        report_to,
+        "judge",
+        reference,
+        read_history(tmp_path / "train_log.csv"),
+        evaluation_figures(EVALUATION),
+        tmp_path / "results/judge/runs",
+        "tests",
+        {"task": "judge"},
+        store=tmp_path / "results/mlflow.db",
+    )
 
 
 def tensorboard_scalars(log_dir) -> tuple[dict[str, list], set[str]]:
@@ -125,16 +125,7 @@ def test_a_tensorboard_training_is_read_back_with_its_settings_and_evaluation(qu
     assert {"train/learning_rate", "train/grad_norm", "eval/loss"} <= set(scalars)
     assert "vault_distill/settings/text_summary" in texts
 
-    logged = log_evaluation(
-        "tensorboard",
-        "judge",
-        reference,
-        read_history(tmp_path / "train_log.csv"),
-        evaluation_figures(EVALUATION),
-        tmp_path / "results/judge/runs",
-        "tests",
-        {"task": "judge"},
-    )
+    logged = evaluate_into("tensorboard", reference, tmp_path)
     assert logged["log_dir"] == reference["log_dir"] and logged["replayed_history"] is False
     scalars, _ = tensorboard_scalars(reference["log_dir"])
     assert scalars["eval/tuned/compliance"] == [(4, pytest.approx(5 / 6))]
@@ -157,17 +148,7 @@ def test_an_mlflow_training_is_read_back_from_its_sqlite_store(quantized, tiny_m
     assert max(losses, key=lambda m: m.step).value == pytest.approx(result.metrics["final_train_loss"], rel=1e-5)
     assert {"learning_rate", "grad_norm", "eval_loss"} <= set(run.data.metrics)
 
-    logged = log_evaluation(
-        "mlflow",
-        "judge",
-        reference,
-        read_history(tmp_path / "train_log.csv"),
-        evaluation_figures(EVALUATION),
-        tmp_path / "results/judge/runs",
-        "tests",
-        {"task": "judge"},
-        store=tmp_path / "results/mlflow.db",
-    )
+    logged = evaluate_into("mlflow", reference, tmp_path)
     assert logged["run_id"] == reference["run_id"]
     metrics = client.get_run(reference["run_id"]).data.metrics
     assert metrics["eval/tuned/compliance"] == pytest.approx(5 / 6) and metrics["eval/base/compliant"] == 0

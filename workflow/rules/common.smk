@@ -45,7 +45,7 @@ from vault_distill.quantize import method_settings  # noqa: E402
 from vault_distill.quality import BASE_ARMS, TUNED_ARMS  # noqa: E402
 from vault_distill.report import base_files, task_files  # noqa: E402
 from vault_distill.rule_resources import RuleResources  # noqa: E402
-from vault_distill.sweep import sweep_variants  # noqa: E402
+from vault_distill.sweep import sweep_answers, sweep_dir, sweep_variants  # noqa: E402
 from vault_distill.teach import generation_identity  # noqa: E402
 from vault_distill.extract import extract_task_inputs, too_few_inputs  # noqa: E402
 from vault_distill.vault import VaultCache  # noqa: E402
@@ -180,7 +180,7 @@ def holdout_inputs():
     """Everything the holdout report reads: each holdout task's files, and the sample's report."""
     keys = ["heldout", "gold", *QUALITY_ARMS] + ["teacher"] * config["quality"]["teacher_labels"]
     files = [quality_files(task, bench="holdout")[key] for task in HOLDOUT_TASKS for key in keys]
-    return files + [config["tasks"][task]["output_schema"] for task in HOLDOUT_TASKS]
+    return files + list(task_schemas(HOLDOUT_TASKS).values())
 
 
 def sweep_training(wildcards):
@@ -197,16 +197,8 @@ def sweep_inputs(wildcards):
         )
     keys = ["heldout", "gold"] + ["teacher"] * config["quality"]["teacher_labels"]
     files = [quality_files(task)[key] for task in SWEEP_TASKS for key in keys]
-    answers = [
-        f"results/sweep/{task}/{pattern}/answers.json"
-        for task in SWEEP_TASKS
-        for pattern in SWEEP_VARIANTS
-    ]
-    return files + answers + list(sweep_schemas().values())
-
-
-def sweep_schemas():
-    return {task: config["tasks"][task]["output_schema"] for task in SWEEP_TASKS}
+    answers = [sweep_answers(task, pattern) for task in SWEEP_TASKS for pattern in SWEEP_VARIANTS]
+    return files + answers + list(task_schemas(SWEEP_TASKS).values())
 
 
 def task_setting(key):
@@ -368,8 +360,8 @@ def task_thresholds(key):
     return {task: config["tasks"][task][key] for task in TASKS}
 
 
-def task_schemas():
-    return {task: config["tasks"][task]["output_schema"] for task in TASKS}
+def task_schemas(tasks=TASKS):
+    return {task: config["tasks"][task]["output_schema"] for task in tasks}
 
 
 def task_num_ctx(wildcards):

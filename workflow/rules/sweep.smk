@@ -2,7 +2,7 @@
 # settings and seeds) is trained on the task's own SFT data and shared 4-bit base, merged,
 # converted and checked as the shipped model is, and answers the quality held-out inputs without
 # a grammar. The teacher is never asked again; a built variant is never rebuilt.
-SWEEP_DIR = "results/sweep/{task}/{variant}"
+SWEEP_DIR = sweep_dir("{task}", "{variant}")
 
 
 use rule train as sweep_train with:
@@ -56,7 +56,7 @@ use rule quality_base as sweep_answers with:
         heldout="results/quality/{task}/heldout.jsonl",
         output_schema=task_setting("output_schema"),
     output:
-        tuned=f"{SWEEP_DIR}/answers.json",
+        tuned=sweep_answers("{task}", "{variant}"),
     log:
         "results/logs/{task}/sweep/{variant}/sweep_answers.log",
     benchmark:
@@ -84,7 +84,7 @@ rule sweep:
         mem_mb=2000,
         runtime=10,
     params:
-        schemas=sweep_schemas(),
+        schemas=task_schemas(SWEEP_TASKS),
         variants=SWEEP_VARIANTS,
         teacher_labels=config["quality"]["teacher_labels"],
     script:

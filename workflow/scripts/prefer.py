@@ -10,8 +10,9 @@ log = setup_logging(snakemake.log[0])
 task = snakemake.wildcards.task
 # The dequantized-weight cache and the tracking change only how the same adapter is trained: from
 # the config, not a rerun trigger.
-runs = {key: training_settings(snakemake.config, task)[key] for key in ("cache_dequantized_weights", "report_to")}
-experiment = training_settings(snakemake.config, task)["experiment"]
+configured = training_settings(snakemake.config, task)
+runs = {key: configured[key] for key in ("cache_dequantized_weights", "report_to")}
+experiment = configured["experiment"]
 tracked = {"task": task, "preference": snakemake.params.preference, "training": snakemake.params.training}
 with tracked_training(runs["report_to"], f"{task}-dpo", runs_dir(task), experiment, tracked) as tracking:
     metrics = train_preference(

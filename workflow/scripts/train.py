@@ -16,7 +16,8 @@ run_name = f"{task}/{variant}" if variant else task
 # The memory trades, the tracking and the checkpoint cadence change only how the same adapter is
 # trained, so they are not among the rule's params (its rerun trigger) and come from the config.
 checkpoints = snakemake.config["checkpoints"]
-settings = {**snakemake.params.training, **{key: training_settings(snakemake.config, task)[key] for key in RUN_KEYS}}
+configured = training_settings(snakemake.config, task)
+settings = {**snakemake.params.training, **{key: configured[key] for key in RUN_KEYS}}
 tracked = {"task": task, "training": snakemake.params.training, "quantization": snakemake.config["quantization"]}
 with tracked_training(settings["report_to"], task, runs_dir(task), settings["experiment"], tracked) as tracking:
     result = train_adapter(

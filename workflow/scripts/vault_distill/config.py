@@ -155,8 +155,8 @@ def check_tracking(config: dict) -> None:
     from .track import check_backend
 
     for task in config["tasks"]:
-        where = "tasks.{task}.training" if "report_to" in config["tasks"][task].get("training", {}) else "training"
-        check_backend(training_settings(config, task)["report_to"], f"{where.format(task=task)}.report_to")
+        where = f"tasks.{task}.training" if "report_to" in config["tasks"][task].get("training", {}) else "training"
+        check_backend(training_settings(config, task)["report_to"], f"{where}.report_to")
 
 
 # Modules whose LoRA llama.cpp's convert_lora_to_gguf.py cannot write as a GGUF adapter: it takes

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import yaml
 
+from .format import ollama_chat_request
 from .models import BUNDLED, bundled_gguf
+from .report import markdown_table
 
 # The hub ids of the bundled models: the card's base_model, which the hub links to.
 BUNDLED_HUB_IDS = {"bundled:smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
@@ -75,8 +77,7 @@ def card_metadata(task: str, base_model: str, license_id: str, quantization: str
 
 
 def _table(rows: list[tuple[str, object]], head=("setting", "value")) -> list[str]:
-    lines = [f"| {head[0]} | {head[1]} |", "|---|---|"]
-    return lines + [f"| {key} | {_cell(value)} |" for key, value in rows]
+    return markdown_table(head, [{head[0]: key, head[1]: _cell(value)} for key, value in rows])
 
 
 def _cell(value) -> str:
@@ -84,7 +85,7 @@ def _cell(value) -> str:
         return ", ".join(map(str, value))
     if isinstance(value, dict):
         return json.dumps(value, sort_keys=True)
-    return str(value).replace("|", "\\|")
+    return str(value)
 
 
 def provenance_section(facts: dict) -> list[str]:
@@ -149,12 +150,7 @@ def evaluation_section(facts: dict) -> list[str]:
 
 
 def usage_section(task: str, model_name: str, modelfile: str, answer_format: dict) -> list[str]:
-    request = {
-        "model": model_name,
-        "stream": False,
-        "format": answer_format,
-        "messages": [{"role": "user", "content": "..."}],
-    }
+    request = ollama_chat_request(model_name, answer_format, "...")
     return [
         "## How to use",
         "",

@@ -378,6 +378,12 @@ def add_gold(summary: dict, task: str, scored: dict[str, list[dict]], labels: di
         summary[arm]["fidelity"] = fidelity(summary[arm]["gold"], teacher)
 
 
+def heldout_labels(heldout: list[dict], references: dict[str, str]) -> dict[str, str]:
+    """Each held-out input's label: a val row's reference is the answer the split holds; the
+    teacher's labels fill in the rest."""
+    return {**references, **{row["id"]: row["reference"] for row in heldout if row["reference"] is not None}}
+
+
 def task_quality(
     heldout: list[dict],
     references: dict[str, str],
@@ -391,8 +397,7 @@ def task_quality(
     missing = [arm for arm in ARMS if arm not in arms]
     if missing:
         raise QualityError(f"no answers for the arm(s) {', '.join(missing)}")
-    # A val row's reference is the answer the split holds; the teacher's labels fill in the rest.
-    labels = {**references, **{row["id"]: row["reference"] for row in heldout if row["reference"] is not None}}
+    labels = heldout_labels(heldout, references)
     scored = {arm: score_arm(arms[arm], heldout, labels, schema) for arm in ALL_ARMS if arm in arms}
     summary = {arm: arm_statistics(scores) for arm, scores in scored.items()}
     if gold is not None:

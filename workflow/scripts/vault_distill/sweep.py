@@ -17,7 +17,16 @@ import statistics
 from pathlib import Path
 
 from .config import ConfigError, keys_with_role
-from .quality import gold_accuracy, read_arm, score_arm, teacher_references, valid_answers, wilson_interval
+from .layout import quality_files
+from .quality import (
+    arm_statistics,
+    gold_accuracy,
+    heldout_labels,
+    read_arm,
+    score_arm,
+    teacher_references,
+    valid_answers,
+)
 from .report import _pyplot, markdown_table
 from .runtime import read_jsonl
 
@@ -88,16 +97,12 @@ def check_sweep(sweep: dict, tasks: list[str]) -> None:
 def score_variant(task: str, answers: list[dict], heldout: list[dict], labels: dict, schema: dict, gold: dict) -> dict:
     """One variant's held-out answers (no grammar): compliance with its Wilson interval, and gold."""
     scored = score_arm(answers, heldout, labels, schema)
-    compliant = sum(score["compliant"] for score in scored)
-    low, high = wilson_interval(compliant, len(scored))
+    arm = arm_statistics(scored)
     accuracy = gold_accuracy(task, valid_answers(scored), gold)
     gold_n = sum(field["n"] for field in accuracy.values())
     gold_correct = sum(field["correct"] for field in accuracy.values())
     return {
-        "n": len(scored),
-        "compliant": compliant,
-        "rate": round(compliant / len(scored), 4) if scored else 0.0,
-        "ci95": [round(low, 4), round(high, 4)],
+        **{key: arm[key] for key in ("n", "compliant", "rate", "ci95")},
         "gold": accuracy,
         "gold_correct": gold_correct,
         "gold_n": gold_n,
@@ -143,11 +148,11 @@ def build_sweep(
     settings), from results/sweep/<task>/<pattern>/answers.json."""
     out = {"variants": list(variants.values()), "tasks": {}}
     for task, schema_file in tasks.items():
-        folder = Path(results) / "quality" / task
-        heldout = read_jsonl(folder / "heldout.jsonl")
-        labels = teacher_references(read_jsonl(folder / "teacher.jsonl")) if teacher_labels else {}
-        labels |= {row["id"]: row["reference"] for row in heldout if row["reference"] is not None}
-        gold = {row["id"]: row["gold"] for row in read_jsonl(folder / "gold.jsonl")}
+        files = quality_files(task, results)
+        heldout = read_jsonl(files["heldout"])
+        references = teacher_references(read_jsonl(files["teacher"])) if teacher_labels else {}
+        labels = heldout_labels(heldout, references)
+        gold = {row["id"]: row["gold"] for row in read_jsonl(files["gold"])}
         schema = json.loads(Path(schema_file).read_text(encoding="utf-8"))
         scored = []
         for pattern, settings in variants.items():

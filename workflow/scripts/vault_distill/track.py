@@ -19,7 +19,7 @@ import csv
 import datetime
 import importlib.util
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .config import ConfigError
@@ -77,7 +77,6 @@ class TrackedRun:
     run_id: str | None = None
     tracking_uri: str | None = None
     experiment: str | None = None
-    extra: dict = field(default_factory=dict)
 
     def reference(self) -> dict:
         fields = {
@@ -136,8 +135,7 @@ def _mlflow_run(run_name: str, experiment: str, store: str | Path, params: dict)
 
     uri = mlflow_tracking_uri(store)
     mlflow.set_tracking_uri(uri)
-    with _store_lock(store):
-        mlflow.set_experiment(experiment)
+    _set_experiment(experiment, store)
     with mlflow.start_run(run_name=run_name) as active:
         mlflow.log_params({f"vault_distill.{key}": value for key, value in flat_params(params).items()})
         run = TrackedRun("mlflow", run_name, run_id=active.info.run_id, tracking_uri=uri, experiment=experiment)
@@ -145,13 +143,15 @@ def _mlflow_run(run_name: str, experiment: str, store: str | Path, params: dict)
             yield run
 
 
-def _store_lock(store: str | Path):
-    """Parallel jobs creating the SQLite store (its schema migrations) or the experiment race;
+def _set_experiment(experiment: str, store: str | Path) -> None:
+    """Parallel jobs creating the SQLite store (its schema migrations) or the experiment race:
     one at a time."""
+    import mlflow
     from filelock import FileLock
 
     Path(store).parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(f"{store}.lock")
+    with FileLock(f"{store}.lock"):
+        mlflow.set_experiment(experiment)
 
 
 def _tensorboard_params(log_dir: str, params: dict) -> None:
@@ -237,8 +237,7 @@ def _mlflow_evaluation(task, same, history, figures, store, experiment, params) 
     if same:
         context = mlflow.start_run(run_id=same["run_id"])
     else:
-        with _store_lock(store):
-            mlflow.set_experiment(experiment)
+        _set_experiment(experiment, store)
         context = mlflow.start_run(run_name=task)
     step = max((row["step"] for row in history), default=0)
     with context as active:
