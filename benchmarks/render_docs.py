@@ -1,5 +1,5 @@
 """The figures the README and docs/quality.md show, written from the results files they come from
-(benchmarks/results/default_build.json and test_suite.json), so that no figure is typed by hand:
+(benchmarks/results/*.json), so that no figure is typed by hand:
 
     .venv/bin/python benchmarks/render_docs.py           # rewrite every generated block (make docs)
     .venv/bin/python benchmarks/render_docs.py --check   # exit 1, naming each block that is stale
@@ -18,7 +18,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+
+from vault_distill.sweep import plot_sweep, sweep_table  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
+# The sweep's plot, drawn from benchmarks/results/sweep.json beside the table (not compared by --check:
+# a PNG's bytes vary with the plotting library; its data is the table's).
+SWEEP_PLOT = ROOT / "docs" / "img" / "sweep.png"
 ARM_NAMES = {"base": "base", "base_grammar": "base + grammar", "tuned": "tuned", "tuned_grammar": "tuned + grammar"}
 
 
@@ -200,16 +207,35 @@ def holdout_block(holdout: dict) -> list[str]:
     ]
 
 
+def sweep_block(sweep: dict) -> list[str]:
+    """The sweep's table: each setting's compliance (no grammar) and gold accuracy over the seeds."""
+    grid = ", ".join(f"{key} {'/'.join(map(str, values))}" for key, values in sweep["grid"].items())
+    seconds = sum(sweep["variant_seconds"].values())
+    built = sum(not v["build_model"] for result in sweep["tasks"].values() for v in result["variants"])
+    return [
+        f"Measured {provenance(sweep)}, by `benchmarks/sweep_quality.py`: {grid} x seeds "
+        f"{'/'.join(map(str, sweep['seeds']))} on the default build, {built} variants trained, merged, converted "
+        f"and scored without a grammar on the held-out inputs ({minutes(seconds)} of jobs). The build's own "
+        "setting with seed 0 is the build's own model. Mean (min–max) over the seeds:",
+        "",
+        *sweep_table(sweep),
+        "",
+        "![Compliance and gold accuracy against the swept setting, one line per task](img/sweep.png)",
+    ]
+
+
 def blocks() -> dict[Path, dict[str, list[str]]]:
     """Each generated file, and its blocks' text, from the results files."""
     build = json.loads((RESULTS / "default_build.json").read_text(encoding="utf-8"))
     suite = json.loads((RESULTS / "test_suite.json").read_text(encoding="utf-8"))
     holdout = json.loads((RESULTS / "holdout.json").read_text(encoding="utf-8"))
+    sweep = json.loads((RESULTS / "sweep.json").read_text(encoding="utf-8"))
     return {
         ROOT / "README.md": {"commands": commands_block(build, suite), "quality": quality_block(build)},
         ROOT / "docs" / "quality.md": {
             "quality-table": quality_table_block(build),
             "holdout-table": holdout_block(holdout),
+            "sweep-table": sweep_block(sweep),
         },
     }
 
@@ -236,6 +262,11 @@ def render_all(check: bool) -> list[str]:
             new = updated
         if not check and new != text:
             path.write_text(new, encoding="utf-8")
+    if not check:
+        SWEEP_PLOT.parent.mkdir(exist_ok=True)
+        plot_sweep(json.loads((RESULTS / "sweep.json").read_text(encoding="utf-8")), SWEEP_PLOT)
+    elif not SWEEP_PLOT.exists():
+        stale.append(f"{SWEEP_PLOT.relative_to(ROOT)}: missing")
     return stale
 
 

@@ -33,6 +33,11 @@ def pytest_configure(config) -> None:
     conf = Path(tempfile.mkdtemp(prefix="vault-distill-no-slurm-")) / "slurm.conf"
     conf.write_text(NO_SLURM_CONTROLLER, encoding="utf-8")
     os.environ["SLURM_CONF"] = str(conf)
+    # Trackio reads TRACKIO_DIR once, when imported (TRL imports it with itself): the tests that
+    # train in this process record into one folder of their own, never the user's. The Snakemake
+    # processes the suite starts do not get it (snakemake() drops it): they record where a user's
+    # build does, under results/.
+    os.environ["TRACKIO_DIR"] = tempfile.mkdtemp(prefix="vault-distill-trackio-")
 
 
 # Fixtures that build or convert models with llama.cpp: a test that uses one is in the slow tier,
@@ -285,11 +290,16 @@ def snakemake(
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, **env} if env else None,
+        env=snakemake_environment(env),
     )
     if check and done.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-6000:]}")
     return done
+
+
+def snakemake_environment(env: dict | None = None) -> dict:
+    """This process's environment, with `env` added, less the suite's own TRACKIO_DIR."""
+    return {key: value for key, value in os.environ.items() if key != "TRACKIO_DIR"} | (env or {})
 
 
 def kill_snakemake_when(workdir: Path, target: str, ready, timeout_s: float) -> None:

@@ -29,6 +29,8 @@ import pytest
 import yaml
 from conftest import FIVE_TASK_EXAMPLES, default_config, snakemake, write_config, write_note
 
+from vault_distill.track import read_trackio_run
+
 pytestmark = pytest.mark.slow
 
 TASKS = list(default_config()["tasks"])
@@ -521,39 +523,58 @@ def test_the_holdout_vault_is_scored_by_the_trained_models_and_trains_nothing(wo
     assert planned_jobs(work, "quality_holdout") == set() and planned_jobs(work, "all") == set()
 
 
-@pytest.mark.parametrize("backend", ["tensorboard", "mlflow"])
+def tracked_figures(backend: str, tracked: dict, work: Path) -> dict[str, list[float]]:
+    """Every figure of one tracked run, as its backend's own reader gives it back."""
+    if backend == "tensorboard":
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(work / tracked["log_dir"]))
+        events.Reload()
+        return {tag: [event.value for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    if backend == "mlflow":
+        from mlflow.tracking import MlflowClient
+
+        assert tracked["tracking_uri"] == f"sqlite:///{work / 'results/mlflow.db'}"
+        client = MlflowClient(tracked["tracking_uri"])
+        names = client.get_run(tracked["run_id"]).data.metrics
+        return {name: [m.value for m in client.get_metric_history(tracked["run_id"], name)] for name in names}
+    assert tracked["log_dir"] == str(work / "results/trackio")
+    run = read_trackio_run(tracked["experiment"], tracked["run_name"], tracked["log_dir"])
+    assert run["config"]["vault_distill.training.lora_r"] == "4"
+    return {name: [value for _, value in values] for name, values in run["metrics"].items()}
+
+
+@pytest.mark.parametrize("backend", ["tensorboard", "mlflow", "trackio"])
 def test_tracking_turned_on_after_a_build_retrains_nothing_and_records_every_task(work, backend):
     """training.report_to is a `runs` setting: only each task's track job runs. It opens a run per
-    task from the training's loss log and adds the evaluation's figures; then nothing is left."""
+    task from the training's loss log and adds the evaluation's figures; the quality report then
+    adds its own (only its summary job reruns); then nothing is left."""
     config = read_config(work)
     config["training"]["report_to"] = backend
     write_config(work, config)
     assert_plan(work, {("track", task) for task in TASKS})
     snakemake(work, "--cores", "2", "all")
+    assert_plan(work, {("quality", None)}, "quality")
+    snakemake(work, "--cores", "2", "quality")
+    quality = json.loads((work / "results/quality/quality.json").read_text(encoding="utf-8"))
+    loss = "loss" if backend == "mlflow" else "train/loss"
     for task in TASKS:
         tracked = json.loads((work / f"results/{task}/tracked.json").read_text(encoding="utf-8"))
         assert tracked["backend"] == backend and tracked["replayed_history"] is True
+        assert quality["tracked"][task]["backend"] == backend
         history = [
             row
             for row in csv.DictReader(io.StringIO((work / f"results/{task}/train_log.csv").read_text()))
             if row["loss"]
         ]
         compliance = json.loads((work / f"results/{task}/eval.json").read_text())["models"]["tuned"]["compliance"]
-        if backend == "tensorboard":
-            from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-            events = EventAccumulator(str(work / tracked["log_dir"]))
-            events.Reload()
-            assert len(events.Scalars("train/loss")) == len(history)
-            assert events.Scalars("eval/tuned/compliance")[0].value == pytest.approx(compliance)
-        else:
-            from mlflow.tracking import MlflowClient
-
-            assert tracked["tracking_uri"] == f"sqlite:///{work / 'results/mlflow.db'}"
-            client = MlflowClient(tracked["tracking_uri"])
-            assert len(client.get_metric_history(tracked["run_id"], "loss")) == len(history)
-            assert client.get_run(tracked["run_id"]).data.metrics["eval/tuned/compliance"] == pytest.approx(compliance)
-    assert planned_jobs(work) == set()
+        figures = tracked_figures(backend, tracked, work)
+        assert len(figures[loss]) == len(history)
+        assert figures["eval/tuned/compliance"] == [pytest.approx(compliance)]
+        arms = quality["tasks"][task]
+        assert figures["quality/tuned/compliance"] == [pytest.approx(arms["tuned"]["rate"])]
+        assert figures["quality/as_deployed/compliance"] == [pytest.approx(arms["as_deployed"]["rate"])]
+    assert planned_jobs(work) == set() and planned_jobs(work, "quality") == set()
 
 
 SWEEP_JOBS = ("sweep_train", "sweep_merge", "sweep_convert", "sweep_answers")
@@ -561,16 +582,23 @@ SWEEP_JOBS = ("sweep_train", "sweep_merge", "sweep_convert", "sweep_answers")
 
 def test_a_sweep_builds_each_variant_once_and_a_new_value_builds_only_that_value(work):
     """sweep: lora_r 2 and 4, seeds 0 and 1, on judge: four variants trained on judge's own SFT data
-    and scored without a grammar; `all` is untouched. Adding lora_r 8 plans only its two seeds."""
+    and scored without a grammar; `all` is untouched. lora_r 4 with seed 0 is the build's own
+    setting: its model is the build's, not trained again. Adding lora_r 8 plans only its two seeds."""
     config = read_config(work)
+    assert (config["training"]["lora_r"], config["training"]["seed"]) == (4, 0)
     config["sweep"] = {"tasks": ["judge"], "grid": {"lora_r": [2, 4]}, "seeds": [0, 1]}
     write_config(work, config)
-    # The shared build already holds the quality held-out set, its labels and gold.
+    # The shared build already holds the quality held-out set, its labels, gold and tuned answers.
     assert_plan(work, {(rule, "judge") for rule in SWEEP_JOBS} | {("sweep", None)}, "sweep")
+    dry_run = snakemake(work, "-n", "sweep").stdout
+    assert dry_run.count("rule sweep_train:") == 3 and "lora_r~4/seed~0" not in dry_run
     snakemake(work, "--cores", "2", "sweep", timeout=1800)
     sweep = json.loads((work / "results/sweep/sweep.json").read_text(encoding="utf-8"))
-    variants = [variant["variant"] for variant in sweep["tasks"]["judge"]["variants"]]
-    assert variants == ["lora_r~2/seed~0", "lora_r~2/seed~1", "lora_r~4/seed~0", "lora_r~4/seed~1"]
+    variants = {variant["variant"]: variant for variant in sweep["tasks"]["judge"]["variants"]}
+    assert list(variants) == ["lora_r~2/seed~0", "lora_r~2/seed~1", "lora_r~4/seed~0", "lora_r~4/seed~1"]
+    assert [pattern for pattern, variant in variants.items() if variant["build_model"]] == ["lora_r~4/seed~0"]
+    quality = json.loads((work / "results/quality/quality.json").read_text(encoding="utf-8"))
+    assert variants["lora_r~4/seed~0"]["score"]["compliant"] == quality["tasks"]["judge"]["tuned"]["compliant"]
     summary = sweep["tasks"]["judge"]["summary"]
     assert [group["settings"] for group in summary] == [{"lora_r": 2}, {"lora_r": 4}]
     assert all(group["seeds"] == [0, 1] and group["n"] == 2 for group in summary)

@@ -20,7 +20,7 @@ def test_committed_docs_match_their_results_files():
 
 
 def test_every_results_file_shown_names_its_date_commit_runner_and_matmul_figure():
-    for name in ("default_build.json", "test_suite.json", "holdout.json"):
+    for name in ("default_build.json", "test_suite.json", "holdout.json", "sweep.json"):
         record = json.loads((ROOT / "benchmarks" / "results" / name).read_text(encoding="utf-8"))
         assert {"date", "commit", "runner", "cpus", "bf16_matmul_gflops_2048"} <= set(record), name
         assert render_docs.provenance(record).count(record["commit"]) == 1
@@ -82,3 +82,15 @@ def test_the_holdout_table_puts_each_task_s_two_vaults_side_by_side():
     changed["holdout"]["tasks"]["seeder"]["tuned"]["compliant"] -= 1
     tuned, n = render_docs.compliance(changed["holdout"], "tuned")
     assert f"holdout {tuned} of {n}" in render_docs.holdout_block(changed)[-1]
+
+
+def test_the_sweep_block_has_a_row_per_task_and_setting_and_counts_the_variants_trained():
+    sweep = json.loads((ROOT / "benchmarks" / "results" / "sweep.json").read_text(encoding="utf-8"))
+    block = render_docs.sweep_block(sweep)
+    rows = [line for line in block if line.startswith("| ") and not line.startswith("| task")]
+    assert len(rows) == sum(len(result["summary"]) for result in sweep["tasks"].values())
+    built = sum(not v["build_model"] for result in sweep["tasks"].values() for v in result["variants"])
+    assert f"{built} variants trained" in block[0] and sweep["commit"] in block[0]
+    changed = copy.deepcopy(sweep)
+    changed["tasks"]["judge"]["summary"][0]["compliant"]["mean"] -= 1
+    assert render_docs.sweep_block(changed) != block

@@ -14,7 +14,9 @@ from vault_distill.sweep import (
     render_sweep_markdown,
     score_variant,
     summarize,
+    sweep_answers,
     sweep_variants,
+    variant_answers,
 )
 
 TASKS = ["judge", "planner"]
@@ -123,3 +125,14 @@ def test_the_report_has_a_row_per_setting_and_a_plot(tmp_path):
     assert "| planner | lora_r=16 | 3 | 35.0 (34.0–36.0) of 40 | 50.0 (40.0–60.0) |" in markdown
     plot_sweep(result, tmp_path / "sweep.png")
     assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_variant_with_the_tasks_own_settings_is_the_builds_own_model():
+    own = {"lora_r": 16, "learning_rate": 0.001, "seed": 0}
+    built = "results/quality/judge/answers/tuned.json"
+    assert variant_answers("judge", "lora_r~16/seed~0", {"lora_r": 16, "seed": 0}, own) == built
+    for settings in ({"lora_r": 16, "seed": 1}, {"lora_r": 4, "seed": 0}, {"lora_alpha": 8, "seed": 0}):
+        pattern = "/".join(f"{key}~{value}" for key, value in settings.items())
+        assert variant_answers("judge", pattern, settings, own) == sweep_answers("judge", pattern)
+    # With the prefer stage on, the shipped model is SFT + DPO: nothing is the SFT variant.
+    assert variant_answers("judge", "lora_r~16/seed~0", {"lora_r": 16, "seed": 0}, None) != built

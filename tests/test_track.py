@@ -1,7 +1,9 @@
-"""training.report_to: real tiny trainings recorded by TensorBoard and MLflow, read back through each
-backend's own reader (TensorBoard's event accumulator, MLflow's client)."""
+"""training.report_to: real tiny trainings recorded by TensorBoard, MLflow and Trackio, read back
+through each backend's own reader (TensorBoard's event accumulator, MLflow's client, Trackio's CLI)."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
@@ -12,11 +14,14 @@ from vault_distill.quantize import quantize_base
 from vault_distill.runtime import write_jsonl
 from vault_distill.track import (
     BACKENDS,
+    append_figures,
     check_backend,
     evaluation_figures,
     flat_params,
     log_evaluation,
+    quality_figures,
     read_history,
+    read_trackio_run,
     tracked_training,
 )
 from vault_distill.train import train_adapter, write_log_history
@@ -67,14 +72,14 @@ def quantized(tmp_path_factory, tiny_model_dir):
     return folder
 
 
-def tiny_training(quantized, tiny_model_dir, tmp_path, report_to: str):
+def tiny_training(quantized, tiny_model_dir, tmp_path, report_to: str, experiment: str = "tests"):
     """Four real steps on the HQQ base of the tiny Llama, recorded by `report_to`."""
-    settings = tiny_training_settings(max_steps=4, report_to=report_to, run_name="judge")
+    settings = tiny_training_settings(max_steps=4, report_to=report_to, run_name="judge", experiment=experiment)
     rows = tiny_sft_rows(4)
     write_jsonl(tmp_path / "train.jsonl", rows)
     tracked = {"task": "judge", "training": {"lora_r": 4}, "quantization": HQQ}
     with tracked_training(
-        report_to, "judge", tmp_path / "results/judge/runs", "tests", tracked, store=tmp_path / "results/mlflow.db"
+        report_to, "judge", tmp_path / "results/judge/runs", experiment, tracked, store=tmp_path / "results/mlflow.db"
     ) as run:
         result = train_adapter(
             rows,
@@ -91,7 +96,7 @@ def tiny_training(quantized, tiny_model_dir, tmp_path, report_to: str):
     return run.reference(), result
 
 
-def evaluate_into(report_to: str, reference: dict, tmp_path) -> dict:
+def evaluate_into(report_to: str, reference: dict, tmp_path, experiment: str = "tests") -> dict:
     """What the track job does after tiny_training: EVALUATION's figures added to its run."""
     return log_evaluation(
         report_to,
@@ -100,7 +105,7 @@ def evaluate_into(report_to: str, reference: dict, tmp_path) -> dict:
         read_history(tmp_path / "train_log.csv"),
         evaluation_figures(EVALUATION),
         tmp_path / "results/judge/runs",
-        "tests",
+        experiment,
         {"task": "judge"},
         store=tmp_path / "results/mlflow.db",
     )
@@ -153,6 +158,68 @@ def test_an_mlflow_training_is_read_back_from_its_sqlite_store(quantized, tiny_m
     metrics = client.get_run(reference["run_id"]).data.metrics
     assert metrics["eval/tuned/compliance"] == pytest.approx(5 / 6) and metrics["eval/base/compliant"] == 0
     assert len(client.get_metric_history(reference["run_id"], "loss")) == 4
+
+
+QUALITY = {
+    "tuned": {
+        "n": 4,
+        "compliant": 3,
+        "rate": 0.75,
+        "field_agreement": 0.5,
+        "gold": {"goal": {"rate": 0.5}},
+        "fidelity": {"goal": 1.25, "horizon": None},
+    },
+    "as_deployed": {"arm": "tuned_grammar", "n": 4, "compliant": 4, "rate": 1.0, "gold": {"goal": {"rate": 0.75}}},
+    "teacher_gold": {"goal": {"n": 4, "correct": 2, "rate": 0.5}},
+    "inputs": {"heldout": 4},
+}
+
+
+def test_quality_figures_are_each_arms_compliance_gold_and_fidelity():
+    assert quality_figures(QUALITY) == {
+        "quality/tuned/compliance": 0.75,
+        "quality/tuned/compliant": 3.0,
+        "quality/tuned/field_agreement": 0.5,
+        "quality/tuned/gold/goal": 0.5,
+        "quality/tuned/fidelity/goal": 1.25,
+        "quality/as_deployed/compliance": 1.0,
+        "quality/as_deployed/compliant": 4.0,
+        "quality/as_deployed/gold/goal": 0.75,
+        "quality/teacher/gold/goal": 0.5,
+    }
+    assert set(quality_figures(QUALITY, "holdout")) == {
+        key.replace("quality/", "holdout/", 1) for key in quality_figures(QUALITY)
+    }
+
+
+@pytest.fixture
+def trackio_store() -> str:
+    """The suite's own TRACKIO_DIR (conftest): Trackio reads it once per process, when imported."""
+    return os.environ["TRACKIO_DIR"]
+
+
+def test_a_trackio_training_is_read_back_with_its_settings_evaluation_and_quality(
+    quantized, tiny_model_dir, tmp_path, trackio_store
+):
+    project = f"tests-{tmp_path.name}"
+    reference, result = tiny_training(quantized, tiny_model_dir, tmp_path, "trackio", project)
+    assert reference == {"backend": "trackio", "run_name": "judge", "log_dir": trackio_store, "experiment": project}
+    run = read_trackio_run(project, "judge", trackio_store)
+    # Trackio counts its own steps (one per log call); the trainer's step is train/global_step.
+    losses = run["metrics"]["train/loss"]
+    assert len(losses) == 4 and losses[-1][1] == pytest.approx(result.metrics["final_train_loss"], rel=1e-5)
+    assert {value for _, value in run["metrics"]["train/global_step"]} == {1, 2, 3, 4}
+    assert {"train/learning_rate", "train/grad_norm", "eval/loss"} <= set(run["metrics"])
+
+    logged = evaluate_into("trackio", reference, tmp_path, project)
+    assert logged["replayed_history"] is False and logged["step"] == 4
+    append_figures(logged, quality_figures(QUALITY), logged["step"])
+    run = read_trackio_run(project, "judge", trackio_store)
+    assert run["metrics"]["eval/tuned/compliance"] == [(4, pytest.approx(5 / 6))]
+    assert run["metrics"]["quality/as_deployed/compliance"] == [(4, 1.0)]
+    assert len(run["metrics"]["train/loss"]) == 4  # the history was not logged a second time
+    # The trainer's own config (TrainingArguments) is kept beside the pipeline's settings.
+    assert run["config"]["vault_distill.task"] == "judge" and run["config"]["max_steps"] == 4
 
 
 def test_an_untracked_training_is_replayed_into_a_new_run(tmp_path):

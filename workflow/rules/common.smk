@@ -45,7 +45,12 @@ from vault_distill.quantize import method_settings  # noqa: E402
 from vault_distill.quality import BASE_ARMS, TUNED_ARMS  # noqa: E402
 from vault_distill.report import base_files, task_files  # noqa: E402
 from vault_distill.rule_resources import RuleResources  # noqa: E402
-from vault_distill.sweep import sweep_answers, sweep_dir, sweep_variants  # noqa: E402
+from vault_distill.sweep import (
+    sweep_answers,
+    sweep_dir,
+    sweep_variants,
+    variant_answers,
+)  # noqa: E402
 from vault_distill.teach import generation_identity  # noqa: E402
 from vault_distill.extract import extract_task_inputs, too_few_inputs  # noqa: E402
 from vault_distill.vault import VaultCache  # noqa: E402
@@ -197,8 +202,21 @@ def sweep_inputs(wildcards):
         )
     keys = ["heldout", "gold"] + ["teacher"] * config["quality"]["teacher_labels"]
     files = [quality_files(task)[key] for task in SWEEP_TASKS for key in keys]
-    answers = [sweep_answers(task, pattern) for task in SWEEP_TASKS for pattern in SWEEP_VARIANTS]
+    answers = [path for variants in sweep_answer_files().values() for path in variants.values()]
     return files + answers + list(task_schemas(SWEEP_TASKS).values())
+
+
+def sweep_answer_files():
+    """{task: {variant: its answers}}: a variant with the task's own settings is the build's own
+    model (its quality answers, without a grammar), never trained twice."""
+    own = {task: None if PREFERENCE else training_settings(config, task) for task in SWEEP_TASKS}
+    return {
+        task: {
+            pattern: variant_answers(task, pattern, variant, own[task])
+            for pattern, variant in SWEEP_VARIANTS.items()
+        }
+        for task in SWEEP_TASKS
+    }
 
 
 def task_setting(key):
@@ -256,10 +274,17 @@ def per_task(pattern):
 def task_outputs(task):
     """Everything `all` builds for one task, for what gguf.deploy ships, and its tracked run
     where training.report_to records one."""
-    tracked = training_settings(config, task)["report_to"] != "none"
-    return (
-        layout.task_outputs(task, DEPLOY, GGUF_SUFFIX) + [TRACKED_JSON.format(task=task)] * tracked
-    )
+    return layout.task_outputs(task, DEPLOY, GGUF_SUFFIX) + tracked_runs([task])
+
+
+def tracked_runs(tasks=TASKS):
+    """The track jobs' run references of the tasks whose training.report_to records runs: the
+    quality reports add their figures to those runs."""
+    return [
+        TRACKED_JSON.format(task=task)
+        for task in tasks
+        if training_settings(config, task)["report_to"] != "none"
+    ]
 
 
 def deployed_ggufs():

@@ -147,6 +147,7 @@ use rule quality_base as quality_tuned_adapter with:
 rule quality:
     input:
         quality_inputs(),
+        tracked=tracked_runs(),
     output:
         json="results/quality/quality.json",
         markdown=report(
@@ -300,6 +301,7 @@ rule quality_holdout:
     input:
         holdout_inputs(),
         sample="results/quality/quality.json",
+        tracked=tracked_runs(HOLDOUT_TASKS),
     output:
         json="results/holdout/quality.json",
         markdown="results/holdout/quality.md",

@@ -1,7 +1,8 @@
 # `snakemake --cores all sweep`: every variant of config `sweep` (a Paramspace over training
 # settings and seeds) is trained on the task's own SFT data and shared 4-bit base, merged,
 # converted and checked as the shipped model is, and answers the quality held-out inputs without
-# a grammar. The teacher is never asked again; a built variant is never rebuilt.
+# a grammar. The teacher is never asked again; a built variant is never rebuilt, and a variant
+# with the task's own settings is the build's own model (its quality answers).
 SWEEP_DIR = sweep_dir("{task}", "{variant}")
 
 
@@ -86,6 +87,7 @@ rule sweep:
     params:
         schemas=task_schemas(SWEEP_TASKS),
         variants=SWEEP_VARIANTS,
+        answers=sweep_answer_files(),
         teacher_labels=config["quality"]["teacher_labels"],
     script:
         "../scripts/sweep.py"

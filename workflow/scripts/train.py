@@ -1,12 +1,16 @@
 """Snakemake entry point: one task's SFT data -> a LoRA adapter on the shared HQQ base."""
 
-from pathlib import Path
+# Before TRL is imported: it imports Trackio, which reads TRACKIO_DIR only then.
+from vault_distill.track import tracked_training, use_trackio_dir
 
-from vault_distill.config import training_settings
-from vault_distill.layout import runs_dir
-from vault_distill.runtime import read_jsonl, setup_logging, write_json
-from vault_distill.track import tracked_training
-from vault_distill.train import RUN_KEYS, train_adapter, write_log_history
+use_trackio_dir()
+
+from pathlib import Path  # noqa: E402
+
+from vault_distill.config import training_settings  # noqa: E402
+from vault_distill.layout import runs_dir  # noqa: E402
+from vault_distill.runtime import read_jsonl, setup_logging, write_json  # noqa: E402
+from vault_distill.train import RUN_KEYS, train_adapter, write_log_history  # noqa: E402
 
 log = setup_logging(snakemake.log[0])
 task = snakemake.wildcards.task
@@ -19,7 +23,7 @@ checkpoints = snakemake.config["checkpoints"]
 configured = training_settings(snakemake.config, task)
 settings = {**snakemake.params.training, **{key: configured[key] for key in RUN_KEYS}}
 tracked = {"task": task, "training": snakemake.params.training, "quantization": snakemake.config["quantization"]}
-with tracked_training(settings["report_to"], task, runs_dir(task), settings["experiment"], tracked) as tracking:
+with tracked_training(settings["report_to"], run_name, runs_dir(task), settings["experiment"], tracked) as tracking:
     result = train_adapter(
         train_rows=read_jsonl(snakemake.input.train),
         val_rows=read_jsonl(snakemake.input.val),

@@ -22,7 +22,7 @@ from .evaluate import answer_chats, load_gguf, reference_answer, score_model_ans
 from .failure_modes import failure_patterns
 from .hardware import describe_hardware, dtype_name, peak_memory_mb, resolve_device, resolve_dtype, set_threads
 from .quantize import load_quantized, quantized_layers, saved_settings
-from .track import trainer_report_to
+from .track import tracking_arguments
 from .train import (
     cache_dequantized_weights,
     decide_dequantized_cache,
@@ -105,8 +105,7 @@ def dpo_config(preference: dict, settings: dict, run_dir: Path, device: str, dty
         precompute_ref_log_probs=True,
         logging_steps=1,
         save_strategy="no",
-        report_to=trainer_report_to(settings.get("report_to", "none")),
-        run_name=settings.get("run_name"),
+        **tracking_arguments(settings),
         dataloader_num_workers=0,
     )
 

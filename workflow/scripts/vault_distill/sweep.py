@@ -142,10 +142,15 @@ def summarize(task_variants: list[dict]) -> list[dict]:
 
 
 def build_sweep(
-    tasks: dict[str, str], variants: dict[str, dict], teacher_labels: bool = True, results: str = "results"
+    tasks: dict[str, str],
+    variants: dict[str, dict],
+    teacher_labels: bool = True,
+    results: str = "results",
+    answers: dict[str, dict[str, str]] | None = None,
 ) -> dict:
     """sweep.json: `tasks` (task -> its output schema file) scored over every variant (pattern ->
-    settings), from results/sweep/<task>/<pattern>/answers.json."""
+    settings), from `answers` (task -> pattern -> file; default results/sweep/<task>/<pattern>/answers.json)."""
+    answers = answers or {task: {p: sweep_answers(task, p, results) for p in variants} for task in tasks}
     out = {"variants": list(variants.values()), "tasks": {}}
     for task, schema_file in tasks.items():
         files = quality_files(task, results)
@@ -156,12 +161,13 @@ def build_sweep(
         schema = json.loads(Path(schema_file).read_text(encoding="utf-8"))
         scored = []
         for pattern, settings in variants.items():
-            answers = read_arm(sweep_answers(task, pattern, results))["answers"]
+            path = answers[task][pattern]
             scored.append(
                 {
                     "variant": pattern,
                     "settings": settings,
-                    "score": score_variant(task, answers, heldout, labels, schema, gold),
+                    "build_model": path != sweep_answers(task, pattern, results),
+                    "score": score_variant(task, read_arm(path)["answers"], heldout, labels, schema, gold),
                 }
             )
         out["tasks"][task] = {"variants": scored, "summary": summarize(scored)}
@@ -174,6 +180,15 @@ def sweep_dir(task: str, pattern: str, results: str = "results") -> str:
 
 def sweep_answers(task: str, pattern: str, results: str = "results") -> str:
     return f"{sweep_dir(task, pattern, results)}/answers.json"
+
+
+def variant_answers(task: str, pattern: str, settings: dict, own: dict | None, results: str = "results") -> str:
+    """Where a variant's answers are. A variant whose every setting (seed included) is the task's
+    own (`own`: its training settings; None where the shipped model is not the SFT model alone)
+    is the build's tuned model: its quality answers without a grammar, so it is never trained twice."""
+    if own is not None and all(key in own and own[key] == value for key, value in settings.items()):
+        return quality_files(task, results)["tuned"]
+    return sweep_answers(task, pattern, results)
 
 
 def _setting_label(settings: dict) -> str:
@@ -195,6 +210,11 @@ def render_sweep_markdown(sweep: dict) -> str:
         " the seeds. Per variant, results/sweep/sweep.json gives each seed's Wilson 95% interval.",
         "",
     ]
+    return "\n".join(lines + sweep_table(sweep) + [""])
+
+
+def sweep_table(sweep: dict) -> list[str]:
+    """A markdown row per task and setting: seeds, compliant answers and gold accuracy (mean, range)."""
     rows = []
     for task, result in sweep["tasks"].items():
         for group in result["summary"]:
@@ -207,7 +227,7 @@ def render_sweep_markdown(sweep: dict) -> str:
                     "gold %": _range(group["gold_rate"], 100),
                 }
             )
-    return "\n".join(lines + markdown_table(list(rows[0]), rows) + [""]) if rows else "\n".join(lines)
+    return markdown_table(list(rows[0]), rows) if rows else []
 
 
 def plot_sweep(sweep: dict, out: str | Path) -> None:

@@ -2,7 +2,8 @@
 
 Offline by default. TensorBoard writes event files under results/<task>/runs/; MLflow writes to
 a local SQLite store, results/mlflow.db, unless MLFLOW_TRACKING_URI names another (since MLflow
-3.13 the plain ./mlruns file store refuses without MLFLOW_ALLOW_FILE_STORE).
+3.13 the plain ./mlruns file store refuses without MLFLOW_ALLOW_FILE_STORE); Trackio writes its
+SQLite projects under results/trackio/, unless TRACKIO_DIR names another folder.
 
 - While a trainer runs, `tracked_training` hands TRL the backend (`report_to`) and opens the run
   it logs to: loss, eval loss, learning rate and grad norm per step, plus this pipeline's own
@@ -10,6 +11,8 @@ a local SQLite store, results/mlflow.db, unless MLFLOW_TRACKING_URI names anothe
 - After evaluation, the track job adds each task's compliance figures to that run (`log_evaluation`).
   A training made while report_to was `none` has no run: the job opens one and replays the
   training's loss log (train_log.csv) into it, so that turning tracking on never retrains.
+- The quality benchmark adds its figures (compliance, gold accuracy, fidelity per arm and as
+  deployed) to the same run (`append_figures`).
 """
 
 from __future__ import annotations
@@ -18,16 +21,20 @@ import contextlib
 import csv
 import datetime
 import importlib.util
+import json
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import ConfigError
 
 # report_to -> the Python package its trainer callback needs.
-BACKENDS = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
+BACKENDS = {"tensorboard": "tensorboard", "mlflow": "mlflow", "trackio": "trackio"}
 NONE = "none"
 MLFLOW_STORE = "results/mlflow.db"
+TRACKIO_STORE = "results/trackio"
 # The columns of train_log.csv that are per-step figures (TRL's names), as the trainer logs them.
 HISTORY_FIGURES = ("loss", "eval_loss", "learning_rate", "grad_norm")
 
@@ -50,9 +57,31 @@ def trainer_report_to(report_to: str) -> list[str]:
     return [] if report_to == NONE else [report_to]
 
 
+def tracking_arguments(settings: dict) -> dict:
+    """The trainer's tracking arguments: the backend, the run's name and its project (Trackio's,
+    the MLflow experiment's name), never a Hugging Face Space (offline)."""
+    return {
+        "report_to": trainer_report_to(settings.get("report_to", NONE)),
+        "run_name": settings.get("run_name"),
+        "project": settings.get("experiment", "vault-distill"),
+        "trackio_static_space_id": False,
+    }
+
+
 def mlflow_tracking_uri(store: str | Path = MLFLOW_STORE) -> str:
     """The user's MLFLOW_TRACKING_URI, else the local SQLite store `store`."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(store).resolve()}"
+
+
+def trackio_dir(store: str | Path = TRACKIO_STORE) -> str:
+    """The user's TRACKIO_DIR, else the local folder `store`. Trackio reads it once, when imported."""
+    return os.environ.get("TRACKIO_DIR") or str(Path(store).resolve())
+
+
+def use_trackio_dir(store: str | Path = TRACKIO_STORE) -> None:
+    """Sets TRACKIO_DIR (unless the user did) before anything imports Trackio: TRL imports it with
+    itself where it is installed, and Trackio reads the folder only then."""
+    os.environ["TRACKIO_DIR"] = trackio_dir(store)
 
 
 def flat_params(settings: dict, prefix: str = "") -> dict[str, str]:
@@ -110,7 +139,13 @@ def _environment(values: dict[str, str]):
 
 @contextlib.contextmanager
 def tracked_training(
-    report_to: str, run_name: str, runs_dir: str | Path, experiment: str, params: dict, store: str = MLFLOW_STORE
+    report_to: str,
+    run_name: str,
+    runs_dir: str | Path,
+    experiment: str,
+    params: dict,
+    store: str = MLFLOW_STORE,
+    trackio_store: str = TRACKIO_STORE,
 ):
     """Around one trainer's `train()`: yields the TrackedRun (None for `none`) the trainer logs into."""
     check_backend(report_to)
@@ -123,6 +158,12 @@ def tracked_training(
         _tensorboard_params(run.log_dir, params)
         with _environment({"TENSORBOARD_LOGGING_DIR": run.log_dir}):
             yield run
+    elif report_to == "trackio":
+        # transformers' TrackioCallback opens the run itself (project: TrainingArguments.project).
+        folder = trackio_dir(trackio_store)
+        _trackio_folder(folder)
+        with _environment({"TRACKIO_DIR": folder}):
+            yield TrackedRun("trackio", run_name, log_dir=folder, experiment=experiment)
     else:
         with _mlflow_run(run_name, experiment, store, params) as run:
             yield run
@@ -137,10 +178,14 @@ def _mlflow_run(run_name: str, experiment: str, store: str | Path, params: dict)
     mlflow.set_tracking_uri(uri)
     _set_experiment(experiment, store)
     with mlflow.start_run(run_name=run_name) as active:
-        mlflow.log_params({f"vault_distill.{key}": value for key, value in flat_params(params).items()})
+        mlflow.log_params(_mlflow_params(params))
         run = TrackedRun("mlflow", run_name, run_id=active.info.run_id, tracking_uri=uri, experiment=experiment)
         with _environment({"MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_NAME": experiment}):
             yield run
+
+
+def _mlflow_params(params: dict) -> dict[str, str]:
+    return {f"vault_distill.{key}": value for key, value in flat_params(params).items()}
 
 
 def _set_experiment(experiment: str, store: str | Path) -> None:
@@ -183,6 +228,28 @@ def evaluation_figures(evaluation: dict) -> dict[str, float]:
     return figures
 
 
+def quality_figures(result: dict, bench: str = "quality") -> dict[str, float]:
+    """One task's quality figures (quality.json's `tasks.<task>`) as run metrics: per arm its
+    compliance, field agreement, gold accuracy and fidelity, the same as deployed, and the
+    teacher's gold accuracy (`quality/tuned/gold/topic`)."""
+    figures = {}
+    arms = {key: value for key, value in result.items() if isinstance(value, dict) and "compliant" in value}
+    for arm, scores in arms.items():
+        name = f"{bench}/{arm}"
+        figures[f"{name}/compliance"] = float(scores["rate"])
+        figures[f"{name}/compliant"] = float(scores["compliant"])
+        if scores.get("field_agreement") is not None:
+            figures[f"{name}/field_agreement"] = float(scores["field_agreement"])
+        figures |= _field_rates(f"{name}/gold", scores.get("gold") or {})
+        fidelity = scores.get("fidelity") or {}
+        figures |= {f"{name}/fidelity/{field}": float(value) for field, value in fidelity.items() if value is not None}
+    return figures | _field_rates(f"{bench}/teacher/gold", result.get("teacher_gold") or {})
+
+
+def _field_rates(name: str, fields: dict) -> dict[str, float]:
+    return {f"{name}/{field}": float(score["rate"]) for field, score in fields.items() if score.get("rate") is not None}
+
+
 def log_evaluation(
     report_to: str,
     task: str,
@@ -193,35 +260,60 @@ def log_evaluation(
     experiment: str,
     params: dict,
     store: str = MLFLOW_STORE,
+    trackio_store: str = TRACKIO_STORE,
 ) -> dict:
     """Adds the evaluation's figures to the training's run; opens one (and replays `history` into it)
-    where the training was not tracked with this backend. Returns the run's reference."""
+    where the training was not tracked with this backend. Returns the run's reference, with the
+    step the figures were logged at."""
     check_backend(report_to)
     if report_to == NONE:
         return {"backend": NONE}
     same = trained if trained and trained.get("backend") == report_to else None
+    run = TrackedRun(**same) if same else _new_run(report_to, task, runs_dir, experiment, store, trackio_store)
+    step = max((row["step"] for row in history), default=0)
+    # A new run gets the history and the settings; Trackio's config is rewritten on every resume.
+    settings = params if not same or report_to == "trackio" else None
+    append_figures(run.reference(), figures, step, history=[] if same else history, params=settings)
+    return {**run.reference(), "step": step, "replayed_history": not same, "figures": len(figures)}
+
+
+def _new_run(report_to, task, runs_dir, experiment, store, trackio_store) -> TrackedRun:
+    """A run for a training that was not tracked with `report_to` (named after the task)."""
     if report_to == "tensorboard":
-        return _tensorboard_evaluation(task, same, history, figures, runs_dir, params)
-    return _mlflow_evaluation(task, same, history, figures, store, experiment, params)
+        return TrackedRun("tensorboard", task, log_dir=str(Path(runs_dir) / f"{run_stamp()}-{task}"))
+    if report_to == "trackio":
+        return TrackedRun("trackio", task, log_dir=trackio_dir(trackio_store), experiment=experiment)
+    import mlflow
+
+    uri = mlflow_tracking_uri(store)
+    mlflow.set_tracking_uri(uri)
+    _set_experiment(experiment, store)
+    with mlflow.start_run(run_name=task) as active:
+        return TrackedRun("mlflow", task, run_id=active.info.run_id, tracking_uri=uri, experiment=experiment)
 
 
-def _tensorboard_evaluation(task, same, history, figures, runs_dir, params) -> dict:
+def append_figures(
+    reference: dict, figures: dict[str, float], step: int, history: list[dict] = (), params: dict | None = None
+) -> None:
+    """`figures` at `step` added to the run `reference` names, after `history` (train_log.csv's
+    rows, replayed into a run the training did not log) and with the pipeline's `params`."""
+    run = TrackedRun(**{key: value for key, value in reference.items() if key in TrackedRun.__dataclass_fields__})
+    appenders = {"tensorboard": _tensorboard_append, "mlflow": _mlflow_append, "trackio": _trackio_append}
+    appenders[run.backend](run, figures, step, list(history), params)
+
+
+def _tensorboard_append(run: TrackedRun, figures, step, history, params) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
-    run = TrackedRun("tensorboard", task, log_dir=same["log_dir"]) if same else None
-    if run is None:
-        run = TrackedRun("tensorboard", task, log_dir=str(Path(runs_dir) / f"{run_stamp()}-{task}"))
+    if params is not None:
         _tensorboard_params(run.log_dir, params)
-    step = max((row["step"] for row in history), default=0)
     with SummaryWriter(log_dir=run.log_dir) as writer:
-        if not same:
-            for row in history:
-                for key, value in row.items():
-                    if key != "step":
-                        writer.add_scalar(_trainer_name(key), value, row["step"])
+        for row in history:
+            for key, value in row.items():
+                if key != "step":
+                    writer.add_scalar(_trainer_name(key), value, row["step"])
         for key, value in figures.items():
             writer.add_scalar(key, value, step)
-    return {**run.reference(), "replayed_history": not same, "figures": len(figures)}
 
 
 def _trainer_name(key: str) -> str:
@@ -229,22 +321,72 @@ def _trainer_name(key: str) -> str:
     return f"eval/{key[5:]}" if key.startswith("eval_") else f"train/{key}"
 
 
-def _mlflow_evaluation(task, same, history, figures, store, experiment, params) -> dict:
+def _mlflow_append(run: TrackedRun, figures, step, history, params) -> None:
     import mlflow
 
-    uri = same["tracking_uri"] if same else mlflow_tracking_uri(store)
-    mlflow.set_tracking_uri(uri)
-    if same:
-        context = mlflow.start_run(run_id=same["run_id"])
-    else:
-        _set_experiment(experiment, store)
-        context = mlflow.start_run(run_name=task)
-    step = max((row["step"] for row in history), default=0)
-    with context as active:
-        if not same:
-            mlflow.log_params({f"vault_distill.{key}": value for key, value in flat_params(params).items()})
-            for row in history:
-                mlflow.log_metrics({key: value for key, value in row.items() if key != "step"}, step=row["step"])
+    mlflow.set_tracking_uri(run.tracking_uri)
+    with mlflow.start_run(run_id=run.run_id):
+        if params is not None:
+            mlflow.log_params(_mlflow_params(params))
+        for row in history:
+            mlflow.log_metrics({key: value for key, value in row.items() if key != "step"}, step=row["step"])
         mlflow.log_metrics(figures, step=step)
-        run = TrackedRun("mlflow", task, run_id=active.info.run_id, tracking_uri=uri, experiment=experiment)
-    return {**run.reference(), "replayed_history": not same, "figures": len(figures)}
+
+
+def _trackio_append(run: TrackedRun, figures, step, history, params) -> None:
+    """Trackio replaces a resumed run's config with the one it is given: the stored one is kept
+    and the pipeline's settings added (as `vault_distill.*`, like MLflow's params)."""
+    _trackio_folder(run.log_dir)
+    with _environment({"TRACKIO_DIR": run.log_dir}):
+        import trackio
+        from trackio.sqlite_storage import SQLiteStorage
+
+        exists = run.run_name in SQLiteStorage.get_runs(run.experiment)
+        stored = SQLiteStorage.get_run_config(run.experiment, run.run_name) if exists else {}
+        config = {key: value for key, value in (stored or {}).items() if not key.startswith("_")}
+        config |= _mlflow_params(params) if params is not None else {}
+        trackio.init(
+            project=run.experiment,
+            name=run.run_name,
+            config=config,
+            resume="must" if exists else "never",
+            embed=False,
+            auto_log_cpu=False,
+            auto_log_gpu=False,
+        )
+        try:
+            for row in history:
+                trackio.log({_trainer_name(k): value for k, value in row.items() if k != "step"}, step=row["step"])
+            trackio.log(figures, step=step)
+        finally:
+            trackio.finish()
+
+
+def read_trackio_run(project: str, run_name: str, folder: str) -> dict:
+    """A Trackio run as Trackio's own reader (its CLI, in a process of its own, which reads
+    TRACKIO_DIR afresh) gives it back: {"config": ..., "metrics": {name: [(step, value)]}}."""
+    trackio = str(Path(sys.executable).with_name("trackio"))
+
+    def ask(*args: str) -> dict:
+        done = subprocess.run(
+            [trackio, "get", *args, "--project", project, "--run", run_name, "--json"],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "TRACKIO_DIR": folder},
+        )
+        return json.loads(done.stdout)
+
+    run = ask("run")
+    metrics = {}
+    for name in run["metrics"]:
+        values = ask("metric", "--metric", name)["values"]
+        metrics[name] = [(row["step"], row["value"]) for row in values]
+    return {"config": run["config"], "metrics": metrics}
+
+
+def _trackio_folder(folder: str) -> None:
+    """Trackio reads TRACKIO_DIR once, when first imported: one folder per process."""
+    if "trackio.utils" in sys.modules and Path(sys.modules["trackio.utils"].TRACKIO_DIR) != Path(folder):
+        imported = sys.modules["trackio.utils"].TRACKIO_DIR
+        raise RuntimeError(f"trackio was imported in this process with TRACKIO_DIR={imported}, not {folder}")

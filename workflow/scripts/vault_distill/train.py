@@ -25,7 +25,7 @@ from .config import keys_with_role
 from .hardware import describe_hardware, dtype_name, peak_memory_mb, resolve_device, resolve_dtype, set_threads
 from .quantize import dequantize, load_quantized, quantized_layers, saved_settings, weight_shape
 from .split import tokenize_example
-from .track import trainer_report_to
+from .track import tracking_arguments
 
 log = logging.getLogger(__name__)
 
@@ -462,8 +462,7 @@ def sft_config(
         save_strategy="steps",
         save_steps=checkpoint_every,
         save_total_limit=1,
-        report_to=trainer_report_to(settings.get("report_to", "none")),
-        run_name=settings.get("run_name"),
+        **tracking_arguments(settings),
         dataloader_num_workers=0,
     )
 
