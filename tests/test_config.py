@@ -124,6 +124,16 @@ def test_missing_vault_names_the_key(tmp_path):
     assert "config key 'vault': folder not found" in done.stdout + done.stderr
 
 
+def test_a_missing_teacher_prompt_names_the_task_key(tmp_path):
+    from vault_distill.config import ConfigError, check_config_files
+
+    config = default_config()
+    check_config_files(config, ROOT)  # teacher_prompt null: nothing to find
+    config["tasks"]["planner"]["teacher_prompt"] = str(tmp_path / "nope.md")
+    with pytest.raises(ConfigError, match=r"^config key 'tasks.planner.teacher_prompt': file not found: .*nope.md"):
+        check_config_files(config, ROOT)
+
+
 @pytest.mark.slow  # starts Snakemake
 def test_missing_prompt_and_invalid_schema_name_the_task_key(tmp_path):
     config = absolute_resources(default_config())

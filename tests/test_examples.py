@@ -27,7 +27,15 @@ def overlaid(example: Path) -> dict:
 
 def test_there_is_a_recipe_for_each_setup_the_readme_promises():
     names = {path.stem for path in EXAMPLES}
-    assert names == {"obsidian", "teacher-openai", "teacher-anthropic", "teacher-claude-cli", "student-gpu", "holdout"}
+    assert names == {
+        "obsidian",
+        "teacher-openai",
+        "teacher-anthropic",
+        "teacher-claude-cli",
+        "teacher-prompts",
+        "student-gpu",
+        "holdout",
+    }
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     missing = [name for name in names if f"config/examples/{name}.yaml" not in readme]
     assert not missing, f"the README shows no {missing}"
@@ -69,10 +77,11 @@ def test_recipe_dry_runs_all_five_tasks(example, tmp_path, tiny_model_dir):
     if example.stem == "student-gpu":
         overrides.append(f"base_model={tiny_model_dir}")
     target = "all"
-    if example.stem == "holdout":  # its vault, where the recipe names it, from the workdir
+    if example.stem in ("holdout", "teacher-prompts"):  # the files it names, from the workdir
+        shipped = {"holdout": "vault_holdout", "teacher-prompts": "prompts"}[example.stem]
         (workdir / "resources").mkdir()
-        (workdir / "resources" / "vault_holdout").symlink_to(ROOT / "resources" / "vault_holdout")
-        target = "quality_holdout"
+        (workdir / "resources" / shipped).symlink_to(ROOT / "resources" / shipped)
+        target = "quality_holdout" if example.stem == "holdout" else target
     # As the README runs it: the Snakefile loads config/config.yaml, the recipe is laid over it.
     # The target first: --configfile and --config take every word after them.
     args = ["-n", target, "--configfile", str(example)]

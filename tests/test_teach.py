@@ -7,7 +7,7 @@ import stat
 import sys
 
 import pytest
-from conftest import command_teacher_settings
+from conftest import ROOT, command_teacher_settings
 
 from vault_distill.teach import (
     SchemaFailure,
@@ -15,6 +15,7 @@ from vault_distill.teach import (
     deduplicated,
     parse_answer,
     run_teacher,
+    teacher_system,
     validate_answer,
 )
 
@@ -97,6 +98,32 @@ def test_run_teacher_asks_the_first_inputs_rejects_bad_answers_and_pays_once(tmp
     again = run_teacher(inputs, "Judge the note.", SCHEMA, config, max_examples=3)
     assert again.stats["cached"] == 2 and again.stats["generated"] == 1
     assert (tmp_path / "calls.log").read_text().count("call") == calls + 1
+
+
+def test_a_teacher_prompt_reaches_the_teacher_only_and_is_its_own_cache_key(tmp_path):
+    """tasks.<task>.teacher_prompt: the teacher reads it after the system prompt; the example the
+    student learns from carries the system prompt alone. Asking with it is a new cache key."""
+    script = tmp_path / "teacher.py"
+    log = tmp_path / "prompts.log"
+    script.write_text(
+        "import sys\n"
+        f"open({str(log)!r}, 'a').write(sys.stdin.read() + '\\n---\\n')\n"
+        """print('{"score": 4, "verdict": "keep"}')\n""",
+        encoding="utf-8",
+    )
+    config = command_teacher_settings(tmp_path / "cache", [sys.executable, str(script)])
+    inputs = [{"id": "a", "sources": ["a.md"], "user": "a note"}]
+    asked = teacher_system("Judge the note.", "\nA worked example: a dated note scores 2.\n")
+    assert asked == "Judge the note.\n\nA worked example: a dated note scores 2."
+    assert teacher_system("Judge the note.", None) == teacher_system("Judge the note.", "  \n") == "Judge the note."
+    run = run_teacher(inputs, "Judge the note.", SCHEMA, config, max_examples=1, teacher_system=asked)
+    prompts = log.read_text().split("\n---\n")[:-1]
+    assert len(prompts) == 1 and "A worked example" in prompts[0] and "Judge the note." in prompts[0]
+    assert run.examples[0]["messages"][0] == {"role": "system", "content": "Judge the note."}
+    assert run_teacher(inputs, "Judge the note.", SCHEMA, config, 1, teacher_system=asked).stats["cached"] == 1
+    plain = run_teacher(inputs, "Judge the note.", SCHEMA, config, max_examples=1)
+    prompts = log.read_text().split("\n---\n")[:-1]
+    assert plain.stats["generated"] == 1 and len(prompts) == 2 and "A worked example" not in prompts[1]
 
 
 LIST_SCHEMA = {
@@ -214,3 +241,14 @@ def test_dedupe_items_trains_on_the_deduplicated_answer_and_asks_nothing_again(t
     assert run.stats["deduplicated"] == 1 and run.stats["generated"] == 0
     assert run.stats["accepted_with_defects"]["repeated_items"] == 0
     assert len(log.read_text().split()) == 2
+
+
+@pytest.mark.parametrize("task", ["judge", "planner", "seeder", "analyst", "reflector"])
+def test_each_shipped_teacher_prompts_worked_example_is_a_valid_answer(task):
+    """resources/prompts/teacher/<task>.md: its worked example is what the teacher is to imitate,
+    so it must be an answer the task's schema accepts."""
+    text = (ROOT / "resources" / "prompts" / "teacher" / f"{task}.md").read_text(encoding="utf-8")
+    schema = json.loads((ROOT / "resources" / "schemas" / f"{task}.schema.json").read_text(encoding="utf-8"))
+    answers = [line.removeprefix("Answer: ") for line in text.splitlines() if line.startswith("Answer: ")]
+    assert len(answers) == 1
+    validate_answer(answers[0], schema)

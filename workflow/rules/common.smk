@@ -228,6 +228,12 @@ def task_setting(key):
     return get
 
 
+def teacher_prompt_file(wildcards):
+    """tasks.<task>.teacher_prompt, the teacher's addition to the system prompt; [] where none."""
+    path = config["tasks"][wildcards.task]["teacher_prompt"]
+    return [path] if path else []
+
+
 def task_decoding(wildcards):
     """The task's decoding settings (defaults + its overrides): how its Modelfile serves it."""
     return decoding_settings(config, wildcards.task)

@@ -57,6 +57,7 @@ rule quality_teach:
         inputs="results/quality/{task}/unseen_inputs.jsonl",
         system_prompt=task_setting("system_prompt"),
         output_schema=task_setting("output_schema"),
+        teacher_prompt=teacher_prompt_file,
     output:
         examples="results/quality/{task}/teacher.jsonl",
         rejects="results/quality/{task}/teacher_rejects.jsonl",
@@ -243,6 +244,7 @@ use rule quality_teach as quality_holdout_teach with:
         inputs="results/holdout/{task}/unseen_inputs.jsonl",
         system_prompt=task_setting("system_prompt"),
         output_schema=task_setting("output_schema"),
+        teacher_prompt=teacher_prompt_file,
     output:
         examples="results/holdout/{task}/teacher.jsonl",
         rejects="results/holdout/{task}/teacher_rejects.jsonl",

@@ -3,6 +3,8 @@ rule teach:
         inputs="results/{task}/inputs.jsonl",
         system_prompt=task_setting("system_prompt"),
         output_schema=task_setting("output_schema"),
+        # tasks.<task>.teacher_prompt: the teacher's own addition to the system prompt, if any.
+        teacher_prompt=teacher_prompt_file,
         # Waits for the settings check, which must pass before anything is paid for. A rerun of
         # the check (a new max_length) reruns this job too, from the cache: nothing is paid again.
         # (ancient() would spare that rerun, but then Snakemake never looks at this job's own

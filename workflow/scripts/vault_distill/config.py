@@ -122,7 +122,9 @@ def check_config_files(config: dict, root: Path) -> None:
     if not vault.is_dir():
         raise ConfigError(f"config key 'vault': folder not found: {vault}")
     for task, settings in config["tasks"].items():
-        for key in ("system_prompt", "output_schema"):
+        for key in ("system_prompt", "output_schema", "teacher_prompt"):
+            if settings.get(key) is None:
+                continue
             path = root / settings[key]
             if not path.is_file():
                 raise ConfigError(f"config key 'tasks.{task}.{key}': file not found: {path}")

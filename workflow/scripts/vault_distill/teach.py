@@ -264,6 +264,12 @@ def teacher_run(
     return run
 
 
+def teacher_system(system: str, addition: str | None) -> str:
+    """The system prompt the teacher is asked with: the task's, then tasks.<task>.teacher_prompt
+    (a fuller instruction, worked examples) where there is one."""
+    return f"{system}\n\n{addition.strip()}" if addition and addition.strip() else system
+
+
 def run_teacher(
     inputs: list[dict],
     system: str,
@@ -273,25 +279,28 @@ def run_teacher(
     backend_factory=None,
     threads: int = 1,
     progress_file=None,
+    teacher_system: str | None = None,
 ) -> TeacherRun:
-    """Answer the first `max_examples` inputs, from the cache where possible."""
+    """Answer the first `max_examples` inputs, from the cache where possible. The teacher is asked
+    with `teacher_system` (default: `system`); the examples carry `system`, as the student is served."""
     jsonschema.Draft202012Validator.check_schema(schema)
     chosen = inputs[:max_examples]
     identity = generation_identity(settings)
-    keys = [cache_key({**identity, "system": system, "user": rec["user"], "schema": schema}) for rec in chosen]
+    asked = teacher_system or system
+    keys = [cache_key({**identity, "system": asked, "user": rec["user"], "schema": schema}) for rec in chosen]
     backend = None
 
     def answer(entry, index: int) -> tuple[dict, bool]:
         """The stored outcome for this input, or a new one, paid for and stored; and whether it was paid."""
         nonlocal backend
         user = chosen[index]["user"]
-        outcome = None if (stored := entry.read()) is None else rejudged(stored, settings, system, user, schema)
+        outcome = None if (stored := entry.read()) is None else rejudged(stored, settings, asked, user, schema)
         if not needs_asking(outcome, settings):
             return outcome, False
         if backend is None:
             factory = backend_factory or BACKENDS[settings["backend"]]
             backend = factory(settings, threads=threads)
-        outcome = ask_with_retries(backend, settings, system, user, schema, outcome)
+        outcome = ask_with_retries(backend, settings, asked, user, schema, outcome)
         entry.write(outcome)
         return outcome, True
 
