@@ -224,18 +224,47 @@ def sweep_block(sweep: dict) -> list[str]:
     ]
 
 
+def teacher_prompt_block(record: dict) -> list[str]:
+    """The teacher's gold accuracy asked with the system prompt alone, and with its teacher_prompt."""
+    rows = []
+    for task, result in record["tasks"].items():
+        for field, plain in result["plain"]["gold"].items():
+            prompted = result["prompted"]["gold"][field]
+            cells = [f"{arm['correct']}/{arm['n']} ({_interval(arm['ci95'])})" for arm in (plain, prompted)]
+            rows.append(f"| {task} | {field} | " + " | ".join(cells) + " |")
+    plain, prompted = (
+        sum(g["correct"] for r in record["tasks"].values() for g in r[arm]["gold"].values())
+        for arm in ("plain", "prompted")
+    )
+    n = sum(g["n"] for r in record["tasks"].values() for g in r["plain"]["gold"].values())
+    paid = sum(r["prompted"]["paid"] for r in record["tasks"].values())
+    return [
+        f"Measured {provenance(record)}, by `benchmarks/teacher_prompt.py`: the bundled teacher on the held-out "
+        f"inputs with a gold value, {paid} prompted answers paid (the plain ones are the build's own, from its "
+        "cache). Correct of n, with the Wilson 95% interval:",
+        "",
+        "| task | field | system prompt alone | with teacher_prompt |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+        f"All fields: {plain} of {n} right with the system prompt alone, {prompted} of {n} with the teacher prompt.",
+    ]
+
+
 def blocks() -> dict[Path, dict[str, list[str]]]:
     """Each generated file, and its blocks' text, from the results files."""
     build = json.loads((RESULTS / "default_build.json").read_text(encoding="utf-8"))
     suite = json.loads((RESULTS / "test_suite.json").read_text(encoding="utf-8"))
     holdout = json.loads((RESULTS / "holdout.json").read_text(encoding="utf-8"))
     sweep = json.loads((RESULTS / "sweep.json").read_text(encoding="utf-8"))
+    prompted = json.loads((RESULTS / "teacher_prompt.json").read_text(encoding="utf-8"))
     return {
         ROOT / "README.md": {"commands": commands_block(build, suite), "quality": quality_block(build)},
         ROOT / "docs" / "quality.md": {
             "quality-table": quality_table_block(build),
             "holdout-table": holdout_block(holdout),
             "sweep-table": sweep_block(sweep),
+            "teacher-prompt-table": teacher_prompt_block(prompted),
         },
     }
 

@@ -94,3 +94,20 @@ def test_the_holdout_benchmark_points_the_recipe_at_the_repositorys_vault(tmp_pa
     recipe = yaml.safe_load(holdout_quality.holdout_recipe(tmp_path).read_text(encoding="utf-8"))
     assert recipe["quality"]["holdout"]["vault"] == str(ROOT / "resources" / "vault_holdout")
     assert set(recipe["quality"]["holdout"]["select"]) == {"judge", "planner", "seeder", "analyst", "reflector"}
+
+
+def test_the_teacher_prompt_benchmark_asks_the_extracts_text_of_each_gold_input(tmp_path):
+    """The teacher is asked what the teach and quality_teach jobs asked (inputs.jsonl's text, by
+    id), so the plain arm is the build's cache; held-out inputs without gold are left out."""
+    from vault_distill.runtime import write_jsonl
+
+    teacher_prompt = load_benchmark("teacher_prompt")
+    quality = tmp_path / "results" / "quality" / "planner"
+    quality.mkdir(parents=True)
+    write_jsonl(quality / "heldout.jsonl", [{"id": "b", "messages": []}, {"id": "a", "messages": []}, {"id": "c"}])
+    write_jsonl(quality / "gold.jsonl", [{"id": "a", "gold": {"goal": "A"}}, {"id": "b", "gold": {"goal": "B"}}])
+    extracted = [{"id": key, "sources": [f"{key}.md"], "user": f"note {key}"} for key in "abc"]
+    write_jsonl(tmp_path / "results" / "planner" / "inputs.jsonl", extracted)
+    inputs, gold = teacher_prompt.heldout_inputs(tmp_path, "planner")
+    assert [row["user"] for row in inputs] == ["note b", "note a"]
+    assert gold == {"a": {"goal": "A"}, "b": {"goal": "B"}}

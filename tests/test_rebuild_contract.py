@@ -192,6 +192,23 @@ def test_one_task_system_prompt_asks_that_teacher_again(work):
     assert stats["judge"]["generated"] == EXAMPLES and stats["judge"]["cached"] == 0
 
 
+def test_one_task_teacher_prompt_asks_that_teacher_again_and_the_student_keeps_the_plain_prompt(work):
+    (work / "prompts/judge_teacher.md").write_text("Grade strictly: a note without sources scores 2 at most.\n")
+    config = read_config(work)
+    config["tasks"]["judge"]["teacher_prompt"] = "prompts/judge_teacher.md"
+    write_config(work, config)
+    # The settings check reads only the student's prompt: it does not rerun.
+    assert_plan(work, chain("judge", "teach") | REPORT)
+    stats = run_teachers(work)
+    assert stats["judge"]["generated"] == EXAMPLES and stats["judge"]["cached"] == 0
+    plain = (work / "prompts/judge.md").read_text(encoding="utf-8").strip()
+    examples = [json.loads(line) for line in (work / "results/judge/teacher.jsonl").read_text().splitlines()]
+    assert examples and all(example["messages"][0]["content"] == plain for example in examples)
+    # The quality benchmark's teacher labels are asked with the same prompt: judge's again, no other's.
+    assert ("quality_teach", "judge") in planned_jobs(work, "quality")
+    assert not any(rule == "quality_teach" and task != "judge" for rule, task in planned_jobs(work, "quality"))
+
+
 def test_one_task_max_length_rechecks_and_resplits_that_task_but_pays_no_teacher(work):
     config = read_config(work)
     config["tasks"]["seeder"]["training"]["max_length"] = 320
