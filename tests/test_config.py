@@ -190,7 +190,7 @@ def test_every_training_and_teacher_setting_declares_its_role_once():
         "schema_retries",
     }  # fmt: skip
     assert generation_identity(shipped["teacher"] | {"presence_penalty": 1.0})["presence_penalty"] == 1.0
-    assert keys_with_role("teacher", "accepts") == ("reject_defects", "dedupe_items")
+    assert keys_with_role("teacher", "accepts") == ("reject_defects", "dedupe_items", "samples")
     assert keys_with_role("teacher", "runs") == ("base_url", "api_key_env", "timeout_s", "max_retries", "cache_dir")
 
 

@@ -9,9 +9,12 @@ import sys
 import pytest
 from conftest import ROOT, command_teacher_settings
 
+from vault_distill.config import ConfigError, check_teacher_sampling
 from vault_distill.teach import (
     SchemaFailure,
+    acceptance_settings,
     canonical_answer,
+    consensus,
     deduplicated,
     parse_answer,
     run_teacher,
@@ -252,3 +255,45 @@ def test_each_shipped_teacher_prompts_worked_example_is_a_valid_answer(task):
     answers = [line.removeprefix("Answer: ") for line in text.splitlines() if line.startswith("Answer: ")]
     assert len(answers) == 1
     validate_answer(answers[0], schema)
+
+
+def ok(answer: dict) -> dict:
+    return {"status": "ok", "answer": answer, "attempts": 1}
+
+
+def test_consensus_keeps_the_sample_the_others_agree_with_most():
+    keep = {"score": 4, "verdict": "keep"}
+    samples = [ok({"score": 1, "verdict": "archive"}), ok(keep), ok({"score": 4, "verdict": "keep"})]
+    assert consensus(samples, SCHEMA) == (samples[1], 1)  # two agree; the first of them on the tie
+    assert consensus([ok(keep), ok({"score": 2, "verdict": "archive"})], SCHEMA)[1] == 0  # a tie: the first
+    rejected = {"status": "rejected", "errors": ["not JSON"], "attempts": 3}
+    assert consensus([rejected, ok(keep)], SCHEMA) == (samples[1], 1)  # only accepted answers count
+    assert consensus([rejected, rejected], SCHEMA)[1] == 0
+
+
+def test_samples_are_each_cached_by_seed_and_one_sample_is_the_first_of_several(tmp_path):
+    """teacher.samples 3: three answers per input, each its own cache entry; the majority is kept.
+    Back to 1 sample, the first sample's answer is the cached one: nothing is asked."""
+    archive, keep = '{"score": 1, "verdict": "archive"}', '{"score": 4, "verdict": "keep"}'
+    command, log = attempt_teacher(tmp_path, {"a": [archive, keep, keep], "b": [keep]})
+    inputs = [{"id": key, "sources": [f"{key}.md"], "user": key} for key in ("a", "b")]
+    settings = command_teacher_settings(tmp_path / "cache", command) | {"temperature": 0.7, "samples": 3}
+    run = run_teacher(inputs, "Judge the note.", SCHEMA, settings, max_examples=2)
+    assert [e["messages"][2]["content"] for e in run.examples] == [keep, keep]
+    assert run.stats["generated"] == 6 and run.stats["samples"] == 3 and run.stats["consensus_not_first"] == 1
+    again = run_teacher(inputs, "Judge the note.", SCHEMA, settings, max_examples=2)
+    assert again.stats["cached"] == 6 and len(log.read_text().split()) == 6
+    single = run_teacher(inputs, "Judge the note.", SCHEMA, settings | {"samples": 1}, max_examples=2)
+    assert single.stats["cached"] == 2 and [e["messages"][2]["content"] for e in single.examples] == [archive, keep]
+    assert "samples" not in single.stats and len(log.read_text().split()) == 6
+
+
+def test_samples_need_a_temperature_and_are_no_rerun_trigger_at_one():
+    teacher = {"samples": 3, "temperature": 0.0}
+    with pytest.raises(ConfigError, match=r"^config key 'teacher.samples': 3 samples at temperature 0"):
+        check_teacher_sampling(teacher)
+    check_teacher_sampling({"samples": 3, "temperature": 0.7})
+    check_teacher_sampling({"samples": 1, "temperature": 0.0})
+    shipped = {"reject_defects": ["looping_string"], "dedupe_items": False, "samples": 1}
+    assert acceptance_settings(shipped) == {"reject_defects": ["looping_string"], "dedupe_items": False}
+    assert acceptance_settings(shipped | {"samples": 3})["samples"] == 3

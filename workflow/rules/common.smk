@@ -51,7 +51,7 @@ from vault_distill.sweep import (
     sweep_variants,
     variant_answers,
 )  # noqa: E402
-from vault_distill.teach import generation_identity  # noqa: E402
+from vault_distill.teach import acceptance_settings, generation_identity  # noqa: E402
 from vault_distill.extract import extract_task_inputs, too_few_inputs  # noqa: E402
 from vault_distill.vault import VaultCache  # noqa: E402
 
@@ -113,7 +113,7 @@ TOKENIZER_FINGERPRINTS = "cache/tokenizer-fingerprints"
 TEACHER_GENERATION = generation_identity(config["teacher"])
 # Which answers are kept (teacher.reject_defects): a rerun trigger, never part of the cache key,
 # so that a changed check re-judges the cached answers instead of paying for them again.
-TEACHER_ACCEPTANCE = {key: config["teacher"][key] for key in keys_with_role("teacher", "accepts")}
+TEACHER_ACCEPTANCE = acceptance_settings(config["teacher"])
 # The sweep target's variants (config `sweep`): a Paramspace over training settings and seeds, one
 # {variant} wildcard (e.g. lora_r~16/seed~0) per variant, with the settings it overrides.
 SWEEP = config["sweep"]

@@ -140,6 +140,7 @@ def check_config_files(config: dict, root: Path) -> None:
             ) from None
     check_adapter_deployment(config)
     check_task_decoding(config)
+    check_teacher_sampling(config["teacher"])
     check_tracking(config)
     check_sweep_config(config)
     if config["teacher"]["backend"] == "command" and not config["teacher"].get("command"):
@@ -182,3 +183,12 @@ def check_adapter_deployment(config: dict) -> None:
                 f"config key '{where}.target_modules': {', '.join(refused)} cannot be served as a llama.cpp LoRA "
                 f"adapter (gguf.deploy: {config['gguf']['deploy']}); drop it or use gguf.deploy: merged"
             )
+
+
+def check_teacher_sampling(teacher: dict) -> None:
+    """Self-consistency needs answers that differ: several samples decoded greedily are one."""
+    if teacher["samples"] > 1 and teacher["temperature"] == 0:
+        raise ConfigError(
+            f"config key 'teacher.samples': {teacher['samples']} samples at temperature 0 are one answer"
+            f" {teacher['samples']} times; set teacher.temperature above 0 (e.g. 0.7) or samples: 1"
+        )

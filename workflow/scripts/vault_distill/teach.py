@@ -9,6 +9,7 @@ the next input is asked, so no call is ever paid twice.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections import Counter
@@ -95,6 +96,43 @@ def generation_identity(settings: dict) -> dict:
     rule's rerun trigger and part of every cache key. Endpoint, timeouts and retries do not."""
     identity = {key: settings.get(key) for key in keys_with_role("teacher", "makes")}
     return {key: value for key, value in identity.items() if IDENTITY_WHEN_ADDED.get(key, ...) != value}
+
+
+# teacher.samples was added after builds existed: at 1 (off) it is left out of the teach rule's
+# params, so that those builds do not rerun for a setting that changes nothing.
+ACCEPTANCE_WHEN_ADDED = {"samples": 1}
+# Sample j of an input is asked with seed + j * SAMPLE_SEED_STRIDE: apart from the retries'
+# seed + attempt, and sample 0 is the answer a single-sample run asks for (its cache entry).
+SAMPLE_SEED_STRIDE = 1000
+
+
+def acceptance_settings(settings: dict) -> dict:
+    """Which answers are kept (x-role `accepts`): the teach rule's rerun trigger, never a cache key."""
+    accepted = {key: settings.get(key) for key in keys_with_role("teacher", "accepts")}
+    return {key: value for key, value in accepted.items() if ACCEPTANCE_WHEN_ADDED.get(key, ...) != value}
+
+
+def sample_settings(settings: dict, sample: int) -> dict:
+    return {**settings, "seed": settings["seed"] + sample * SAMPLE_SEED_STRIDE}
+
+
+def consensus(outcomes: list[dict], schema: dict) -> tuple[dict, int]:
+    """Self-consistency: of one input's sampled outcomes, the accepted answer that agrees most with
+    the other accepted ones, field by field (quality.field_agreement: enums exact, text token F1);
+    the first such on a tie. No accepted sample: the first outcome. Returns it and its index."""
+    from .quality import answer_agreement, field_agreement
+
+    accepted = [index for index, outcome in enumerate(outcomes) if outcome["status"] == "ok"]
+    if not accepted:
+        return outcomes[0], 0
+
+    def support(index: int) -> float:
+        answer = outcomes[index]["answer"]
+        others = [outcomes[other]["answer"] for other in accepted if other != index]
+        return sum(answer_agreement(field_agreement(answer, other, schema)) or 0.0 for other in others)
+
+    best = max(accepted, key=lambda index: (support(index), -index))
+    return outcomes[best], best
 
 
 def deduplicated(value, schema: dict):
@@ -285,14 +323,27 @@ def run_teacher(
     with `teacher_system` (default: `system`); the examples carry `system`, as the student is served."""
     jsonschema.Draft202012Validator.check_schema(schema)
     chosen = inputs[:max_examples]
-    identity = generation_identity(settings)
+    samples = settings.get("samples", 1)
     asked = teacher_system or system
-    keys = [cache_key({**identity, "system": asked, "user": rec["user"], "schema": schema}) for rec in chosen]
+    # One cache entry per input and sample, each keyed by its own seed: (input, sample) in order.
+    pairs = [(index, sample) for index in range(len(chosen)) for sample in range(samples)]
+    keys = [
+        cache_key(
+            {
+                **generation_identity(sample_settings(settings, j)),
+                "system": asked,
+                "user": chosen[i]["user"],
+                "schema": schema,
+            }
+        )
+        for i, j in pairs
+    ]
     backend = None
 
-    def answer(entry, index: int) -> tuple[dict, bool]:
-        """The stored outcome for this input, or a new one, paid for and stored; and whether it was paid."""
+    def answer(entry, flat: int) -> tuple[dict, bool]:
+        """The stored outcome for this input and sample, or a new one, paid for and stored; and whether it was paid."""
         nonlocal backend
+        index, sample = pairs[flat]
         user = chosen[index]["user"]
         outcome = None if (stored := entry.read()) is None else rejudged(stored, settings, asked, user, schema)
         if not needs_asking(outcome, settings):
@@ -300,14 +351,28 @@ def run_teacher(
         if backend is None:
             factory = backend_factory or BACKENDS[settings["backend"]]
             backend = factory(settings, threads=threads)
-        outcome = ask_with_retries(backend, settings, asked, user, schema, outcome)
+        seeded = with_settings(backend, sample_settings(backend.settings, sample)) if sample else backend
+        outcome = ask_with_retries(seeded, settings, asked, user, schema, outcome)
         entry.write(outcome)
         return outcome, True
 
-    outcomes, counts = collect_outcomes(ResponseCache(settings["cache_dir"]), keys, answer, progress_file)
+    sampled, counts = collect_outcomes(ResponseCache(settings["cache_dir"]), keys, answer, progress_file)
+    outcomes, picks = {}, []
+    for index in range(len(chosen)):
+        outcomes[index], pick = consensus([sampled[index * samples + j] for j in range(samples)], schema)
+        picks.append(pick)
+    if samples > 1:
+        counts |= {"samples": samples, "consensus_not_first": sum(pick > 0 for pick in picks)}
     kept = {index: kept_outcome(outcome, settings, schema) for index, outcome in outcomes.items()}
     counts["deduplicated"] = sum(kept[index] is not outcomes[index] for index in outcomes)
     return teacher_run(inputs, chosen, kept, counts, system, schema)
+
+
+def with_settings(backend, settings: dict):
+    """The same backend (its loaded model, its client) asking with `settings` (another seed)."""
+    seeded = copy.copy(backend)
+    seeded.settings = settings
+    return seeded
 
 
 def kept_outcome(outcome: dict, settings: dict, schema: dict) -> dict:
