@@ -45,9 +45,10 @@ SETTINGS = {
 }
 
 
-def written_card(tmp_path, **changes) -> tuple[dict, str]:
+def written_card(tmp_path, results: dict | None = None, **changes) -> tuple[dict, str]:
+    """The card of FILES (with `results` over them) and SETTINGS (with `changes`): metadata, body."""
     files = {}
-    for key, value in FILES.items():
+    for key, value in (FILES | (results or {})).items():
         files[key] = tmp_path / f"{key}.json"
         files[key].write_text(json.dumps(value), encoding="utf-8")
     files["modelfile"] = tmp_path / "Modelfile"
@@ -81,6 +82,14 @@ def test_the_card_gives_provenance_settings_evaluation_usage_and_limits(tmp_path
     assert request["model"] == "vault-judge" and request["format"] == FILES["format"]
     assert "ollama create vault-judge -f Modelfile" in body
     assert "18 training examples: too few" in body
+    assert "| teacher prompt | none: the task's system prompt alone |" in body and "teacher samples" not in body
+
+
+def test_the_card_names_the_teachers_own_prompt_and_its_samples(tmp_path):
+    stats = {**FILES["teacher_stats"], "samples": 3}
+    _, body = written_card(tmp_path, {"teacher_stats": stats}, teacher_prompt="resources/prompts/teacher/judge.md")
+    assert "| teacher prompt | resources/prompts/teacher/judge.md |" in body
+    assert "| teacher samples | 3 per input, the most agreed-on kept |" in body
 
 
 def test_a_local_base_s_license_comes_from_its_model_card_else_unknown(tmp_path):

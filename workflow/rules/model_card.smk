@@ -22,6 +22,7 @@ rule model_card:
         vault=config["vault"],
         select=task_setting("select"),
         teacher=TEACHER_GENERATION,
+        teacher_prompt=task_setting("teacher_prompt"),
         training=task_training(*TRAINING_KEYS),
         quantization=method_settings(config["quantization"]),
         meaningful_examples=task_setting("meaningful_examples"),

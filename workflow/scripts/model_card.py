@@ -9,7 +9,7 @@ settings = {
     "task": snakemake.wildcards.task,
     **{
         key: getattr(params, key)
-        for key in ("base_model", "vault", "teacher", "meaningful_examples", "model_name", "adapter")
+        for key in ("base_model", "vault", "teacher", "teacher_prompt", "meaningful_examples", "model_name", "adapter")
     },
     "select": dict(params.select),
     "training": dict(params.training),

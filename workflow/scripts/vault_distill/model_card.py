@@ -97,6 +97,12 @@ def provenance_section(facts: dict) -> list[str]:
         ("inputs extracted", extract["inputs"]),
         ("teacher", f"{facts['teacher']['backend']}: {facts['teacher']['model']}"),
         ("teacher settings", {k: v for k, v in facts["teacher"].items() if k not in ("backend", "model")}),
+        ("teacher prompt", facts.get("teacher_prompt") or "none: the task's system prompt alone"),
+        *(
+            [("teacher samples", f"{teacher['samples']} per input, the most agreed-on kept")]
+            if "samples" in teacher
+            else []
+        ),
         ("teacher answers accepted", f"{teacher['accepted']} of {teacher['asked']} asked"),
         ("training examples", counts["examples"]),
         ("held-out examples", counts["val_examples"]),
