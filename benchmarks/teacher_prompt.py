@@ -44,6 +44,27 @@ def heldout_inputs(out: Path, task: str) -> tuple[list[dict], dict[str, dict]]:
     return inputs, gold
 
 
+def worked_example(task: str) -> dict:
+    """The answer the shipped teacher prompt shows (its `Answer:` line)."""
+    text = (ROOT / "resources" / "prompts" / "teacher" / f"{task}.md").read_text(encoding="utf-8")
+    return json.loads(next(line for line in text.splitlines() if line.startswith("Answer: "))[8:])
+
+
+def strings(value) -> set[str]:
+    if isinstance(value, dict):
+        return {item for inner in value.values() for item in strings(inner)}
+    if isinstance(value, list):
+        return {item for inner in value for item in strings(inner)}
+    # Phrases only: a one-word value ("rising", "lua") is as likely an answer as a copy.
+    return {value.strip().lower()} if isinstance(value, str) and len(value.split()) >= 2 else set()
+
+
+def copies(answers: dict[str, dict], example: dict) -> int:
+    """Answers that repeat a phrase of the worked example word for word: copied, not answered."""
+    shown = strings(example)
+    return sum(bool(strings(answer) & shown) for answer in answers.values())
+
+
 def ask(task: str, inputs: list[dict], config: dict, out: Path, prompted: bool) -> dict:
     """One arm's answers and gold accuracy, and what it paid."""
     settings = config["tasks"][task]
@@ -81,6 +102,7 @@ def main(argv=None) -> None:
             result[arm] = {
                 "gold": gold_accuracy(task, {row["id"]: asked["answers"].get(row["id"]) for row in inputs}, gold),
                 "accepted": len(asked["answers"]),
+                "example_copies": copies(asked["answers"], worked_example(task)),
                 "paid": asked["paid"],
                 "seconds": asked["seconds"],
             }

@@ -111,3 +111,14 @@ def test_the_teacher_prompt_benchmark_asks_the_extracts_text_of_each_gold_input(
     inputs, gold = teacher_prompt.heldout_inputs(tmp_path, "planner")
     assert [row["user"] for row in inputs] == ["note b", "note a"]
     assert gold == {"a": {"goal": "A"}, "b": {"goal": "B"}}
+
+
+def test_an_answer_that_repeats_a_phrase_of_the_worked_example_is_a_copy():
+    teacher_prompt = load_benchmark("teacher_prompt")
+    example = teacher_prompt.worked_example("seeder")
+    assert example["topic"] == "Coptic stitch binding"
+    copied = {"topic": "Coptic Stitch Binding ", "questions": ["Why?", "How?"], "search_queries": ["raft"]}
+    own = {"topic": "Raft consensus", "questions": ["Why?", "How?"], "search_queries": ["raft paper"]}
+    assert teacher_prompt.copies({"a": copied, "b": own}, example) == 1
+    # One word is no copy: an enum value or a language is as likely the answer itself.
+    assert teacher_prompt.copies({"c": {"energy_trend": "rising"}}, {"energy_trend": "rising"}) == 0
