@@ -231,20 +231,22 @@ def teacher_prompt_block(record: dict) -> list[str]:
         for field, plain in result["plain"]["gold"].items():
             prompted = result["prompted"]["gold"][field]
             cells = [f"{arm['correct']}/{arm['n']} ({_interval(arm['ci95'])})" for arm in (plain, prompted)]
-            rows.append(f"| {task} | {field} | " + " | ".join(cells) + " |")
+            copied = f"{result['prompted']['example_copies']} of {result['prompted']['accepted']}"
+            rows.append(f"| {task} | {field} | " + " | ".join(cells) + f" | {copied} |")
+    tasks = record["tasks"].values()
     plain, prompted = (
-        sum(g["correct"] for r in record["tasks"].values() for g in r[arm]["gold"].values())
-        for arm in ("plain", "prompted")
+        sum(g["correct"] for r in tasks for g in r[arm]["gold"].values()) for arm in ("plain", "prompted")
     )
-    n = sum(g["n"] for r in record["tasks"].values() for g in r["plain"]["gold"].values())
-    paid = sum(r["prompted"]["paid"] for r in record["tasks"].values())
+    n = sum(g["n"] for r in tasks for g in r["plain"]["gold"].values())
+    paid = sum(r["prompted"]["paid"] for r in tasks)
     return [
         f"Measured {provenance(record)}, by `benchmarks/teacher_prompt.py`: the bundled teacher on the held-out "
         f"inputs with a gold value, {paid} prompted answers paid (the plain ones are the build's own, from its "
-        "cache). Correct of n, with the Wilson 95% interval:",
+        "cache). Correct of n, with the Wilson 95% interval; copied: prompted answers that repeat a phrase of "
+        "the worked example word for word.",
         "",
-        "| task | field | system prompt alone | with teacher_prompt |",
-        "|---|---|---|---|",
+        "| task | field | system prompt alone | with teacher_prompt | copied |",
+        "|---|---|---|---|---|",
         *rows,
         "",
         f"All fields: {plain} of {n} right with the system prompt alone, {prompted} of {n} with the teacher prompt.",

@@ -78,7 +78,10 @@ def main(argv=None) -> None:
     record = {"date": datetime.date.today().isoformat(), **machine_record()}
     print(json.dumps(record), flush=True)
     recipe = sweep_recipe(args.out, args.grid, args.seeds, args.tasks)
-    wall = build(args.out, ["sweep", "--rerun-triggers", "mtime", "--configfile", str(recipe)], args.cores)
+    # --forcerun sweep: the report is rescored every time (seconds); under mtime triggers alone a
+    # changed grid would keep the old report.
+    targets = ["sweep", "--forcerun", "sweep", "--rerun-triggers", "mtime", "--configfile", str(recipe)]
+    wall = build(args.out, targets, args.cores)
     (args.out / "build.log").rename(args.out / "sweep.log")
     results = args.out / "results"
     sweep = json.loads((results / "sweep" / "sweep.json").read_text(encoding="utf-8"))
