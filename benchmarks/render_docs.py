@@ -207,7 +207,7 @@ def holdout_block(holdout: dict) -> list[str]:
     ]
 
 
-def sweep_block(sweep: dict) -> list[str]:
+def sweep_block(sweep: dict, plot: bool = True) -> list[str]:
     """The sweep's table: each setting's compliance (no grammar) and gold accuracy over the seeds."""
     grid = ", ".join(f"{key} {'/'.join(map(str, values))}" for key, values in sweep["grid"].items())
     seconds = sum(sweep["variant_seconds"].values())
@@ -219,8 +219,7 @@ def sweep_block(sweep: dict) -> list[str]:
         "setting with seed 0 is the build's own model. Mean (min–max) over the seeds:",
         "",
         *sweep_table(sweep),
-        "",
-        "![Compliance and gold accuracy against the swept setting, one line per task](img/sweep.png)",
+        *(["", "![Compliance and gold accuracy against the swept setting, one line per task](img/sweep.png)"] * plot),
     ]
 
 
@@ -259,6 +258,7 @@ def blocks() -> dict[Path, dict[str, list[str]]]:
     suite = json.loads((RESULTS / "test_suite.json").read_text(encoding="utf-8"))
     holdout = json.loads((RESULTS / "holdout.json").read_text(encoding="utf-8"))
     sweep = json.loads((RESULTS / "sweep.json").read_text(encoding="utf-8"))
+    seeds = json.loads((RESULTS / "sweep_seeds.json").read_text(encoding="utf-8"))
     prompted = json.loads((RESULTS / "teacher_prompt.json").read_text(encoding="utf-8"))
     return {
         ROOT / "README.md": {"commands": commands_block(build, suite), "quality": quality_block(build)},
@@ -266,6 +266,7 @@ def blocks() -> dict[Path, dict[str, list[str]]]:
             "quality-table": quality_table_block(build),
             "holdout-table": holdout_block(holdout),
             "sweep-table": sweep_block(sweep),
+            "sweep-seeds-table": sweep_block(seeds, plot=False),
             "teacher-prompt-table": teacher_prompt_block(prompted),
         },
     }

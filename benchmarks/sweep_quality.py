@@ -39,11 +39,16 @@ def sweep_recipe(out: Path, grid: dict, seeds: list[int], tasks: list[str]) -> P
     return path
 
 
-def variant_seconds(results: Path) -> dict[str, float]:
-    """Each sweep job's seconds summed over every variant built (results/benchmarks/<task>/sweep/)."""
+def variant_seconds(results: Path, sweep: dict) -> dict[str, float]:
+    """Each sweep job's seconds summed over the variants of `sweep` that were trained for it (not
+    the build's own model), from results/benchmarks/<task>/sweep/<variant>/."""
     sums: dict[str, float] = {}
-    for path in sorted((results / "benchmarks").glob("*/sweep/**/*.tsv")):
-        sums[path.stem] = round(sums.get(path.stem, 0.0) + (read_benchmark(path)["seconds"] or 0.0), 1)
+    for task, result in sweep["tasks"].items():
+        for variant in result["variants"]:
+            if variant.get("build_model"):
+                continue
+            for path in sorted((results / "benchmarks" / task / "sweep" / variant["variant"]).glob("*.tsv")):
+                sums[path.stem] = round(sums.get(path.stem, 0.0) + (read_benchmark(path)["seconds"] or 0.0), 1)
     return sums
 
 
@@ -88,7 +93,7 @@ def main(argv=None) -> None:
     log = args.out / "sweep.log"
     jobs = 0 if "Nothing to be done" in log.read_text(encoding="utf-8") else jobs_done(log)
     record |= {"grid": args.grid, "seeds": args.seeds, "wall_s": round(wall, 1), "jobs": jobs}
-    record["variant_seconds"] = variant_seconds(results)
+    record["variant_seconds"] = variant_seconds(results, sweep)
     record["tasks"] = sweep_record(sweep)
     print(f"sweep: {wall:.0f} s now, {sum(record['variant_seconds'].values()):.0f} s of variant jobs in all")
     print(render_sweep_markdown(sweep))

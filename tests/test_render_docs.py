@@ -20,7 +20,7 @@ def test_committed_docs_match_their_results_files():
 
 
 def test_every_results_file_shown_names_its_date_commit_runner_and_matmul_figure():
-    for name in ("default_build.json", "test_suite.json", "holdout.json", "sweep.json"):
+    for name in ("default_build.json", "test_suite.json", "holdout.json", "sweep.json", "sweep_seeds.json"):
         record = json.loads((ROOT / "benchmarks" / "results" / name).read_text(encoding="utf-8"))
         assert {"date", "commit", "runner", "cpus", "bf16_matmul_gflops_2048"} <= set(record), name
         assert render_docs.provenance(record).count(record["commit"]) == 1
