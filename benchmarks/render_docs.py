@@ -212,15 +212,17 @@ def sweep_block(sweep: dict, plot: bool = True) -> list[str]:
     grid = ", ".join(f"{key} {'/'.join(map(str, values))}" for key, values in sweep["grid"].items())
     seconds = sum(sweep["variant_seconds"].values())
     built = sum(not v["build_model"] for result in sweep["tasks"].values() for v in result["variants"])
-    return [
+    lines = [
         f"Measured {provenance(sweep)}, by `benchmarks/sweep_quality.py`: {grid} x seeds "
         f"{'/'.join(map(str, sweep['seeds']))} on the default build, {built} variants trained, merged, converted "
         f"and scored without a grammar on the held-out inputs ({minutes(seconds)} of jobs). The build's own "
         "setting with seed 0 is the build's own model. Mean (min–max) over the seeds:",
         "",
         *sweep_table(sweep),
-        *(["", "![Compliance and gold accuracy against the swept setting, one line per task](img/sweep.png)"] * plot),
     ]
+    if plot:
+        lines += ["", "![Compliance and gold accuracy against the swept setting, one line per task](img/sweep.png)"]
+    return lines
 
 
 def teacher_prompt_block(record: dict) -> list[str]:

@@ -310,6 +310,7 @@ def kill_snakemake_when(workdir: Path, target: str, ready, timeout_s: float) -> 
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        env=snakemake_environment(),
     )
     deadline = time.monotonic() + timeout_s
     try:

@@ -178,13 +178,14 @@ def _mlflow_run(run_name: str, experiment: str, store: str | Path, params: dict)
     mlflow.set_tracking_uri(uri)
     _set_experiment(experiment, store)
     with mlflow.start_run(run_name=run_name) as active:
-        mlflow.log_params(_mlflow_params(params))
+        mlflow.log_params(_prefixed_params(params))
         run = TrackedRun("mlflow", run_name, run_id=active.info.run_id, tracking_uri=uri, experiment=experiment)
         with _environment({"MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_NAME": experiment}):
             yield run
 
 
-def _mlflow_params(params: dict) -> dict[str, str]:
+def _prefixed_params(params: dict) -> dict[str, str]:
+    """The pipeline's settings as `vault_distill.*`: MLflow's params, and keys of Trackio's config."""
     return {f"vault_distill.{key}": value for key, value in flat_params(params).items()}
 
 
@@ -327,7 +328,7 @@ def _mlflow_append(run: TrackedRun, figures, step, history, params) -> None:
     mlflow.set_tracking_uri(run.tracking_uri)
     with mlflow.start_run(run_id=run.run_id):
         if params is not None:
-            mlflow.log_params(_mlflow_params(params))
+            mlflow.log_params(_prefixed_params(params))
         for row in history:
             mlflow.log_metrics({key: value for key, value in row.items() if key != "step"}, step=row["step"])
         mlflow.log_metrics(figures, step=step)
@@ -344,7 +345,7 @@ def _trackio_append(run: TrackedRun, figures, step, history, params) -> None:
         exists = run.run_name in SQLiteStorage.get_runs(run.experiment)
         stored = SQLiteStorage.get_run_config(run.experiment, run.run_name) if exists else {}
         config = {key: value for key, value in (stored or {}).items() if not key.startswith("_")}
-        config |= _mlflow_params(params) if params is not None else {}
+        config |= _prefixed_params(params) if params is not None else {}
         trackio.init(
             project=run.experiment,
             name=run.run_name,
