@@ -207,22 +207,46 @@ def holdout_block(holdout: dict) -> list[str]:
     ]
 
 
-def sweep_block(sweep: dict, plot: bool = True) -> list[str]:
-    """The sweep's table: each setting's compliance (no grammar) and gold accuracy over the seeds."""
-    grid = ", ".join(f"{key} {'/'.join(map(str, values))}" for key, values in sweep["grid"].items())
-    seconds = sum(sweep["variant_seconds"].values())
-    built = sum(not v["build_model"] for result in sweep["tasks"].values() for v in result["variants"])
-    lines = [
-        f"Measured {provenance(sweep)}, by `benchmarks/sweep_quality.py`: {grid} x seeds "
-        f"{'/'.join(map(str, sweep['seeds']))} on the default build, {built} variants trained, merged, converted "
-        f"and scored without a grammar on the held-out inputs ({minutes(seconds)} of jobs). The build's own "
-        "setting with seed 0 is the build's own model. Mean (min–max) over the seeds:",
+def _values(values: list) -> str:
+    return "/".join(map(str, values))
+
+
+def sweep_run_line(run: dict) -> str:
+    """One run of the sweep: where and when, what it trained, and its jobs' seconds (against the
+    default build measured beside it, where there is one)."""
+    grid = ", ".join(f"{key} {_values(values)}" for key, values in run["grid"].items())
+    seconds = sum(run["variant_seconds"].values())
+    line = (
+        f"- {provenance(run)}: {grid} x seeds {_values(run['seeds'])}, {run['trained']} variants trained"
+        f" ({minutes(seconds)} of jobs"
+    )
+    beside = run.get("beside_build")
+    if beside and run["trained"]:
+        per_variant = seconds / run["trained"]
+        line += (
+            f", {minutes(per_variant)} a variant: {per_variant / beside['wall_s']:.2f}x the default build's"
+            f" {minutes(beside['wall_s'])} measured beside it at {beside['commit']}"
+        )
+    return line + ")."
+
+
+def sweep_block(sweep: dict) -> list[str]:
+    """The sweep's table: each setting's compliance (no grammar) and gold accuracy over the seeds,
+    after a line per run that measured its variants."""
+    runs = sweep["runs"]
+    trained = sum(run["trained"] for run in runs)
+    return [
+        f"Measured by `benchmarks/sweep_quality.py` on the default build, {trained} variants trained, merged,"
+        f" converted and scored without a grammar on the held-out inputs, in {len(runs)} runs:",
+        "",
+        *map(sweep_run_line, runs),
+        "",
+        "The build's own setting with seed 0 is the build's own model. Mean (min–max) over the seeds:",
         "",
         *sweep_table(sweep),
+        "",
+        "![Compliance and gold accuracy against the swept setting, one line per task](img/sweep.png)",
     ]
-    if plot:
-        lines += ["", "![Compliance and gold accuracy against the swept setting, one line per task](img/sweep.png)"]
-    return lines
 
 
 def teacher_prompt_block(record: dict) -> list[str]:
@@ -260,7 +284,6 @@ def blocks() -> dict[Path, dict[str, list[str]]]:
     suite = json.loads((RESULTS / "test_suite.json").read_text(encoding="utf-8"))
     holdout = json.loads((RESULTS / "holdout.json").read_text(encoding="utf-8"))
     sweep = json.loads((RESULTS / "sweep.json").read_text(encoding="utf-8"))
-    seeds = json.loads((RESULTS / "sweep_seeds.json").read_text(encoding="utf-8"))
     prompted = json.loads((RESULTS / "teacher_prompt.json").read_text(encoding="utf-8"))
     return {
         ROOT / "README.md": {"commands": commands_block(build, suite), "quality": quality_block(build)},
@@ -268,7 +291,6 @@ def blocks() -> dict[Path, dict[str, list[str]]]:
             "quality-table": quality_table_block(build),
             "holdout-table": holdout_block(holdout),
             "sweep-table": sweep_block(sweep),
-            "sweep-seeds-table": sweep_block(seeds, plot=False),
             "teacher-prompt-table": teacher_prompt_block(prompted),
         },
     }

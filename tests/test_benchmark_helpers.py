@@ -2,6 +2,8 @@
 names, the job and test counts read from Snakemake's and pytest's output, and what default_build
 keeps of quality.json."""
 
+import json
+
 import pytest
 from conftest import load_benchmark
 
@@ -122,3 +124,68 @@ def test_an_answer_that_repeats_a_phrase_of_the_worked_example_is_a_copy():
     assert teacher_prompt.copies({"a": copied, "b": own}, example) == 1
     # One word is no copy: an enum value or a language is as likely the answer itself.
     assert teacher_prompt.copies({"c": {"energy_trend": "rising"}}, {"energy_trend": "rising"}) == 0
+
+
+def _sweep_run(commit: str, variants: dict[str, tuple[int, bool]], grid: dict, seeds: list[int]) -> dict:
+    """A run record as sweep_quality.py saves it: planner's variants (pattern -> compliant, build model)."""
+    scored = [
+        {"variant": pattern, "build_model": own, "n": 40, "compliant": compliant, "ci95": [0, 1], "gold_rate": 0.5}
+        for pattern, (compliant, own) in variants.items()
+    ]
+    return {
+        "date": "2026-12-08",
+        "runner": "AMD EPYC, Zen 4",
+        "cpus": 2,
+        "commit": commit,
+        "bf16_matmul_gflops_2048": 400.0,
+        "grid": grid,
+        "seeds": seeds,
+        "wall_s": 1.0,
+        "jobs": 1,
+        "variant_seconds": {"sweep_train": 100.0},
+        "tasks": {"planner": {"summary": [], "variants": scored}},
+    }
+
+
+def test_sweep_runs_merge_into_one_grid_summarized_over_every_seed(tmp_path):
+    sweep_quality = load_benchmark("sweep_quality")
+    assert sweep_quality.pattern_settings("lora_r~16/seed~0") == {"lora_r": 16, "seed": 0}
+    first = _sweep_run(
+        "aaa", {"lora_r~16/seed~0": (39, True), "lora_r~64/seed~0": (37, False)}, {"lora_r": [16, 64]}, [0]
+    )
+    second = _sweep_run(
+        "bbb", {"lora_r~16/seed~1": (36, False), "lora_r~4/seed~1": (30, False)}, {"lora_r": [4, 16]}, [1]
+    )
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(first), encoding="utf-8")  # a file from before runs: one run
+    new = tmp_path / "new.json"
+    new.write_text(json.dumps(sweep_quality.merge_runs([second])), encoding="utf-8")
+    merged = sweep_quality.merged_files(old, [new], beside=None)
+    assert [run["commit"] for run in merged["runs"]] == ["aaa", "bbb"]
+    assert [run["trained"] for run in merged["runs"]] == [1, 2]
+    assert merged["grid"] == {"lora_r": [4, 16, 64]} and merged["seeds"] == [0, 1] and merged["commit"] == "bbb"
+    summary = {group["settings"]["lora_r"]: group for group in merged["tasks"]["planner"]["summary"]}
+    assert list(summary) == [4, 16, 64]  # numbers in number order
+    assert summary[16]["seeds"] == [0, 1] and summary[16]["compliant"]["mean"] == 37.5
+    assert (summary[16]["pooled"]["compliant"], summary[16]["pooled"]["n"]) == (75, 80)
+    # Merged again onto itself plus nothing new: the same sweep, each variant keeping its run.
+    again = tmp_path / "again.json"
+    again.write_text(json.dumps(merged), encoding="utf-8")
+    assert sweep_quality.merged_files(again, [], beside=None) == merged
+    with pytest.raises(SystemExit, match="is --save itself"):
+        sweep_quality.merged_files(again, [again], beside=None)
+
+
+def test_a_later_run_that_scores_a_variant_again_replaces_the_earlier_score():
+    sweep_quality = load_benchmark("sweep_quality")
+    first = _sweep_run("aaa", {"lora_r~4/seed~0": (20, False)}, {"lora_r": [4]}, [0])
+    second = _sweep_run("bbb", {"lora_r~4/seed~0": (22, False)}, {"lora_r": [4]}, [0])
+    variants = sweep_quality.merge_runs([first, second])["tasks"]["planner"]["variants"]
+    assert [(v["compliant"], v["run"]) for v in variants] == [(22, 1)]
+
+
+def test_a_run_beside_a_default_build_keeps_that_builds_wall_time(tmp_path):
+    sweep_quality = load_benchmark("sweep_quality")
+    build = tmp_path / "default_build.json"
+    build.write_text(json.dumps({"date": "d", "commit": "c", "all": {"wall_s": 1500.0, "jobs": 51}}), encoding="utf-8")
+    assert sweep_quality.beside_build(build) == {"date": "d", "commit": "c", "wall_s": 1500.0, "jobs": 51}

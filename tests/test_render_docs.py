@@ -20,10 +20,11 @@ def test_committed_docs_match_their_results_files():
 
 
 def test_every_results_file_shown_names_its_date_commit_runner_and_matmul_figure():
-    for name in ("default_build.json", "test_suite.json", "holdout.json", "sweep.json", "sweep_seeds.json"):
+    for name in ("default_build.json", "test_suite.json", "holdout.json", "sweep.json"):
         record = json.loads((ROOT / "benchmarks" / "results" / name).read_text(encoding="utf-8"))
-        assert {"date", "commit", "runner", "cpus", "bf16_matmul_gflops_2048"} <= set(record), name
-        assert render_docs.provenance(record).count(record["commit"]) == 1
+        for part in [record, *record.get("runs", [])]:
+            assert {"date", "commit", "runner", "cpus", "bf16_matmul_gflops_2048"} <= set(part), name
+            assert render_docs.provenance(part).count(part["commit"]) == 1
 
 
 def test_a_changed_figure_changes_the_rendered_block():
@@ -84,13 +85,33 @@ def test_the_holdout_table_puts_each_task_s_two_vaults_side_by_side():
     assert f"holdout {tuned} of {n}" in render_docs.holdout_block(changed)[-1]
 
 
-def test_the_sweep_block_has_a_row_per_task_and_setting_and_counts_the_variants_trained():
+def test_the_sweep_block_has_a_row_per_task_and_setting_and_a_line_per_run():
     sweep = json.loads((ROOT / "benchmarks" / "results" / "sweep.json").read_text(encoding="utf-8"))
     block = render_docs.sweep_block(sweep)
     rows = [line for line in block if line.startswith("| ") and not line.startswith("| task")]
     assert len(rows) == sum(len(result["summary"]) for result in sweep["tasks"].values())
     built = sum(not v["build_model"] for result in sweep["tasks"].values() for v in result["variants"])
-    assert f"{built} variants trained" in block[0] and sweep["commit"] in block[0]
+    assert f"{built} variants trained" in block[0] and f"in {len(sweep['runs'])} runs" in block[0]
+    run_lines = [line for line in block if line.startswith("- ")]
+    assert all(run["commit"] in line for run, line in zip(sweep["runs"], run_lines, strict=True))
     changed = copy.deepcopy(sweep)
     changed["tasks"]["judge"]["summary"][0]["compliant"]["mean"] -= 1
     assert render_docs.sweep_block(changed) != block
+
+
+def test_a_run_measured_beside_a_default_build_gives_its_cost_against_it():
+    run = {
+        "date": "2026-12-08",
+        "runner": "AMD EPYC, Zen 4",
+        "cpus": 2,
+        "commit": "abc1234",
+        "bf16_matmul_gflops_2048": 400.0,
+        "grid": {"lora_r": [4, 64]},
+        "seeds": [1],
+        "variant_seconds": {"sweep_train": 2000.0, "sweep_answers": 1000.0},
+        "trained": 10,
+    }
+    assert render_docs.sweep_run_line(run).endswith("10 variants trained (50 min 0 s of jobs).")
+    beside = {"date": "2026-12-08", "commit": "abc1234", "wall_s": 1500.0, "jobs": 51}
+    line = render_docs.sweep_run_line({**run, "beside_build": beside})
+    assert "5 min 0 s a variant: 0.20x the default build's 25 min 0 s measured beside it at abc1234" in line

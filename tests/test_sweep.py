@@ -108,6 +108,8 @@ def test_a_variant_is_scored_for_format_and_gold_and_seeds_give_a_spread():
     )
     assert len(summary) == 1 and summary[0]["settings"] == {"lora_r": 4} and summary[0]["seeds"] == [0, 1]
     assert summary[0]["compliant"] == {"mean": 3.0, "sd": pytest.approx(1.4142, abs=1e-4), "min": 2, "max": 4}
+    pooled = summary[0]["pooled"]
+    assert (pooled["compliant"], pooled["n"]) == (6, 8) and pooled["ci95"][0] < 0.75 < pooled["ci95"][1]
     # "Run a marathon 0" is within the title rule (token F1 >= 0.5) of every "Run a marathon N".
     assert summary[0]["gold_rate"]["min"] == 0.25 and summary[0]["gold_rate"]["max"] == 1.0
 
@@ -118,11 +120,14 @@ def test_the_report_has_a_row_per_setting_and_a_plot(tmp_path):
         "seeds": [0, 1, 2],
         "n": 40,
         "compliant": {"mean": 35.0, "sd": 1.0, "min": 34, "max": 36},
+        "pooled": {"compliant": 105, "n": 120, "ci95": [0.8047, 0.9225]},
         "gold_rate": {"mean": 0.5, "sd": 0.1, "min": 0.4, "max": 0.6},
     }
     result = {"tasks": {"planner": {"variants": [], "summary": [group]}}}
     markdown = render_sweep_markdown(result)
-    assert "| planner | lora_r=16 | 3 | 35.0 (34.0–36.0) of 40 | 50.0 (40.0–60.0) |" in markdown
+    assert (
+        "| planner | lora_r=16 | 3 | 35.0 (34.0–36.0) of 40 | 105 of 120 (0.80–0.92) | 50.0 (40.0–60.0) |" in markdown
+    )
     plot_sweep(result, tmp_path / "sweep.png")
     assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -26,6 +26,7 @@ from .quality import (
     score_arm,
     teacher_references,
     valid_answers,
+    wilson_interval,
 )
 from .report import _pyplot, markdown_table
 from .runtime import read_jsonl
@@ -119,8 +120,15 @@ def _spread(values: list[float]) -> dict:
     }
 
 
+def _pooled(scores: list[dict]) -> dict:
+    """Every seed's answers taken together: compliant of all, with its Wilson 95% interval."""
+    compliant, n = sum(score["compliant"] for score in scores), sum(score["n"] for score in scores)
+    return {"compliant": compliant, "n": n, "ci95": [round(end, 4) for end in wilson_interval(compliant, n)]}
+
+
 def summarize(task_variants: list[dict]) -> list[dict]:
-    """Each setting's variants (one per seed) as mean and spread of compliant answers and gold rate."""
+    """Each setting's variants (one per seed) as mean and spread of compliant answers and gold
+    rate, and all its seeds' answers pooled (compliant of all, Wilson 95%)."""
     groups: dict[str, list[dict]] = {}
     for variant in task_variants:
         setting = {key: value for key, value in variant["settings"].items() if key != "seed"}
@@ -135,6 +143,7 @@ def summarize(task_variants: list[dict]) -> list[dict]:
                 "seeds": [member["settings"]["seed"] for member in members],
                 "n": members[0]["score"]["n"],
                 "compliant": _spread(compliant),
+                "pooled": _pooled([member["score"] for member in members]),
                 "gold_rate": _spread(gold) if gold else None,
             }
         )
@@ -202,12 +211,18 @@ def _range(spread: dict | None, scale: float = 1.0, digits: int = 1) -> str:
     return f"{mean:.{digits}f} ({low:.{digits}f}–{high:.{digits}f})"
 
 
+def _pooled_label(pooled: dict) -> str:
+    low, high = pooled["ci95"]
+    return f"{pooled['compliant']} of {pooled['n']} ({low:.2f}–{high:.2f})"
+
+
 def render_sweep_markdown(sweep: dict) -> str:
     lines = [
         "# Sweep",
         "",
         "Tuned, no grammar, on the quality benchmark's held-out inputs: mean (min–max) over"
-        " the seeds. Per variant, results/sweep/sweep.json gives each seed's Wilson 95% interval.",
+        " the seeds, and every seed's answers pooled. Per variant, results/sweep/sweep.json gives"
+        " each seed's Wilson 95% interval.",
         "",
     ]
     return "\n".join(lines + sweep_table(sweep) + [""])
@@ -224,6 +239,7 @@ def sweep_table(sweep: dict) -> list[str]:
                     "setting": _setting_label(group["settings"]),
                     "seeds": str(len(group["seeds"])),
                     "compliant": f"{_range(group['compliant'])} of {group['n']}",
+                    "all seeds (Wilson 95%)": _pooled_label(group["pooled"]),
                     "gold %": _range(group["gold_rate"], 100),
                 }
             )
