@@ -327,17 +327,7 @@ def run_teacher(
     asked = teacher_system or system
     # One cache entry per input and sample, each keyed by its own seed: (input, sample) in order.
     pairs = [(index, sample) for index in range(len(chosen)) for sample in range(samples)]
-    keys = [
-        cache_key(
-            {
-                **generation_identity(sample_settings(settings, j)),
-                "system": asked,
-                "user": chosen[i]["user"],
-                "schema": schema,
-            }
-        )
-        for i, j in pairs
-    ]
+    keys = [sample_key(settings, j, asked, chosen[i]["user"], schema) for i, j in pairs]
     backend = None
 
     def answer(entry, flat: int) -> tuple[dict, bool]:
@@ -357,15 +347,25 @@ def run_teacher(
         return outcome, True
 
     sampled, counts = collect_outcomes(ResponseCache(settings["cache_dir"]), keys, answer, progress_file)
+    by_input: dict[int, list[dict]] = {}
+    for flat, (index, _) in enumerate(pairs):  # `sampled` is keyed by position in `keys`, i.e. in `pairs`
+        by_input.setdefault(index, []).append(sampled[flat])
     outcomes, picks = {}, []
-    for index in range(len(chosen)):
-        outcomes[index], pick = consensus([sampled[index * samples + j] for j in range(samples)], schema)
+    for index, answers in by_input.items():
+        outcomes[index], pick = consensus(answers, schema)
         picks.append(pick)
     if samples > 1:
         counts |= {"samples": samples, "consensus_not_first": sum(pick > 0 for pick in picks)}
     kept = {index: kept_outcome(outcome, settings, schema) for index, outcome in outcomes.items()}
     counts["deduplicated"] = sum(kept[index] is not outcomes[index] for index in outcomes)
     return teacher_run(inputs, chosen, kept, counts, system, schema)
+
+
+def sample_key(settings: dict, sample: int, system: str, user: str, schema: dict) -> str:
+    """The cache key of one sample of one input: sample j is asked with its own seed."""
+    return cache_key(
+        {**generation_identity(sample_settings(settings, sample)), "system": system, "user": user, "schema": schema}
+    )
 
 
 def with_settings(backend, settings: dict):
