@@ -37,14 +37,11 @@ from machine import machine_record  # noqa: E402
 from vault_distill.report import read_benchmark  # noqa: E402
 from vault_distill.sweep import cell_value, render_sweep_markdown, summarize  # noqa: E402
 
-# What a run keeps besides its variants: where, when and at what cost it was measured.
+# Where and when a run was measured: what every figure shown comes with.
+PROVENANCE_KEYS = ("date", "runner", "cpus", "commit", "bf16_matmul_gflops_2048", "fp32_matmul_gflops_2048")
+# What a run keeps besides its variants: its provenance, what it swept and at what cost.
 RUN_KEYS = (
-    "date",
-    "runner",
-    "cpus",
-    "commit",
-    "bf16_matmul_gflops_2048",
-    "fp32_matmul_gflops_2048",
+    *PROVENANCE_KEYS,
     "grid",
     "seeds",
     "wall_s",
@@ -99,9 +96,13 @@ def pattern_settings(pattern: str) -> dict:
     return {key: cell_value(value) for key, value in (part.split("~", 1) for part in pattern.split("/"))}
 
 
-def _settings_order(variant: dict) -> list:
+def _value_order(value) -> tuple:
     # Numbers sort as numbers (4 before 16); the type name keeps mixed columns comparable.
-    return [(key, type(value).__name__, value) for key, value in pattern_settings(variant["variant"]).items()]
+    return type(value).__name__, value
+
+
+def _settings_order(variant: dict) -> list:
+    return [(key, *_value_order(value)) for key, value in pattern_settings(variant["variant"]).items()]
 
 
 def runs_of(record: dict) -> list[dict]:
@@ -130,12 +131,10 @@ def merge_runs(runs: list[dict]) -> dict:
     grid: dict[str, list] = {}
     for run in runs:
         for key, values in run["grid"].items():
-            grid[key] = sorted(set(grid.get(key, [])) | set(values), key=lambda value: (type(value).__name__, value))
+            grid[key] = sorted(set(grid.get(key, [])) | set(values), key=_value_order)
     latest = runs[-1]
     return {
-        **{
-            key: latest[key] for key in ("date", "runner", "cpus", "commit", "bf16_matmul_gflops_2048") if key in latest
-        },
+        **{key: latest[key] for key in PROVENANCE_KEYS if key in latest},
         "grid": grid,
         "seeds": sorted({seed for run in runs for seed in run["seeds"]}),
         "runs": [{"trained": trained_count(run)} | {key: run[key] for key in RUN_KEYS if key in run} for run in runs],
@@ -152,9 +151,9 @@ def beside_build(path: Path) -> dict:
     }
 
 
-def saved_runs(path: Path | None, append: bool) -> list[dict]:
-    """The runs already in the results file that a new run is added to (none unless appending)."""
-    if not append or path is None or not path.exists():
+def saved_runs(path: Path) -> list[dict]:
+    """The runs already in a results file, each with the variants the file keeps of it (none: no file)."""
+    if not path.exists():
         return []
     record = json.loads(path.read_text(encoding="utf-8"))
     return [{**run, "tasks": _run_tasks(record, index)} for index, run in enumerate(runs_of(record))]
@@ -202,13 +201,14 @@ def run_sweep(args) -> dict:
 
 def merged_files(save: Path, paths: list[Path], beside: Path | None) -> dict:
     """--save's runs followed by each file's, as one sweep; `beside` for added runs that lack one."""
-    runs = saved_runs(save, append=True)
+    runs = saved_runs(save)
+    build = beside_build(beside) if beside else None
     for path in paths:
         if path.resolve() == save.resolve():
             raise SystemExit(f"{path} is --save itself: its runs are kept anyway")
-        added = saved_runs(path, append=True)
-        if beside:
-            added = [{"beside_build": beside_build(beside), **run} for run in added]
+        added = saved_runs(path)
+        if build:
+            added = [{"beside_build": build, **run} for run in added]
         runs += added
     return merge_runs(runs)
 
@@ -233,7 +233,8 @@ def main(argv=None) -> None:
         merged = merged_files(args.save, args.merge, args.beside)
     else:
         record = run_sweep(args)
-        merged = merge_runs([*saved_runs(args.save, args.append), record])
+        earlier = saved_runs(args.save) if args.append and args.save else []
+        merged = merge_runs([*earlier, record])
     if args.save:
         args.save.write_text(json.dumps(merged, indent=1) + "\n", encoding="utf-8")
 
